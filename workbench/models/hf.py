@@ -1,0 +1,96 @@
+"""Load and save Hugging Face causal LMs: local directories offline, hub ids when online.
+
+``save(model, dir)`` writes ``save_pretrained`` output (plus the tokenizer, if given, and a small
+``workbench.json`` with the model's origin and run lineage) into a temporary sibling folder and renames
+it into place, so a crash never leaves a half-written model. ``load(dir)`` reads it back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError, MissingPathError
+
+ORIGIN_FILE = "workbench.json"
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1] or name.count("/") > 1
+
+
+def load(id_or_path: str, dtype: torch.dtype | str | None = None, device: str | None = None, **kwargs) -> torch.nn.Module:
+    """A causal LM from a local directory (offline) or a hub id (needs network or a local HF cache).
+
+    A hub id that cannot be fetched raises a ``ConfigError`` that says to pass a local path.
+    """
+    from transformers import AutoModelForCausalLM
+
+    path = Path(os.path.expanduser(str(id_or_path)))
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    kw = dict(kwargs)
+    if dtype is not None:
+        kw["dtype"] = dtype
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise MissingPathError(f"{str(path)!r} is a folder but has no config.json: it is not a saved model. "
+                                   "Pass a folder written by models.save() or save_pretrained().")
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, **kw)
+        origin = {"path": str(path.resolve())}
+        meta = path / ORIGIN_FILE
+        if meta.exists():
+            origin.update(json.loads(meta.read_text()))
+            origin["path"] = str(path.resolve())
+    else:
+        name = str(id_or_path)
+        if _looks_like_path(name) or path.suffix:
+            raise MissingPathError(f"No model folder at {name!r}. Pass an existing local directory (models.save()) or a "
+                                   "Hugging Face hub id such as 'gpt2'.")
+        try:
+            model = AutoModelForCausalLM.from_pretrained(name, **kw)
+        except Exception as exc:
+            raise ConfigError(f"Could not load {name!r} from the Hugging Face hub ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:200]}). This machine may be offline: download the model "
+                              f"elsewhere and pass its local path instead, e.g. models.load('/path/to/{name.split('/')[-1]}').") from None
+        origin = {"hub_id": name}
+    if getattr(model, "loss_type", None) is None:
+        model.loss_type = "ForCausalLM"
+    if device is not None:
+        model.to(device)
+    model.workbench_origin = origin
+    return model
+
+
+def save(model: torch.nn.Module, directory: str | os.PathLike, tokenizer=None, run_id: str | None = None) -> Path:
+    """Save ``model`` (and ``tokenizer``) so that :func:`load` reads it back; atomic folder rename."""
+    directory = Path(directory)
+    if not directory.parent.exists():
+        raise MissingPathError(f"Cannot save into {str(directory)!r}: the folder {str(directory.parent)!r} does not exist.")
+    if not hasattr(model, "save_pretrained"):
+        raise ConfigError(f"models.save needs a Hugging Face model (with save_pretrained); got {type(model).__name__}. "
+                          "Use torch.save(model.state_dict(), path) for plain modules.")
+    if hasattr(model, "peft_config"):
+        raise ConfigError("This is a PEFT model: merge it first (finetune.merged(...)) or save the adapter with "
+                          "model.save_pretrained(dir).")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        origin = dict(getattr(model, "workbench_origin", {}) or {})
+        if run_id:
+            origin["run_id"] = run_id
+        (tmp / ORIGIN_FILE).write_text(json.dumps(origin, default=str, indent=1))
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return directory

@@ -1,0 +1,110 @@
+"""Probes: callbacks that measure a run every ``every`` steps and log into its history.
+
+A probe subclasses :class:`Probe` and implements ``measure(run) -> dict``: values are floats (scalar
+rows) or ``xr.DataArray`` (per-matrix or spectra arrays). The base class decides *when* (step 0 before
+training if ``at_start``, then every ``every`` steps) and logs what ``measure`` returns, so a probe
+never touches the history or a view. Probes live in ``PROBES`` by name.
+
+>>> # run.add_probe(EvalLoss(splits={"val": data.split("val")}, every=50))
+"""
+
+from __future__ import annotations
+
+import math
+
+import param
+import torch
+import xarray as xr
+
+from .data.base import Split, to_device
+from .registry import Registry
+
+PROBES = Registry("probe")
+
+
+class Probe(param.Parameterized):
+    """Base class: schedule and logging; subclasses implement ``measure``."""
+
+    every = param.Integer(default=50, bounds=(1, None), doc="Measure every this many optimizer steps.")
+    at_start = param.Boolean(default=True, doc="Also measure once before the first step (step 0).")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._last_measured: int | None = None
+
+    def attach(self, run) -> "Probe":
+        """Attach to ``run``'s events (``run.add_probe`` calls this)."""
+        run.callbacks.add("before_step", self._before_step, name=f"{type(self).__name__}.at_start")
+        run.callbacks.add("after_step", self._after_step, name=f"{type(self).__name__}(every={self.every})")
+        self.setup(run)
+        return self
+
+    def setup(self, run) -> None:
+        """Prepare (cache reference quantities); called once when attached."""
+
+    def _before_step(self, run, **_):
+        # The step-0 measurement: before the very first optimizer step, whoever drives the run.
+        if self.at_start and run.global_step == 0 and self._last_measured is None:
+            self.record(run)
+
+    def _after_step(self, run, **_):
+        if run.global_step % self.every == 0:
+            self.record(run)
+
+    def record(self, run) -> dict:
+        """Measure now and log the results at the run's current step."""
+        step = run.global_step
+        results = self.measure(run)
+        scalars = {}
+        for name, value in results.items():
+            if isinstance(value, xr.DataArray):
+                run.history.log_array(step, name, value)
+            else:
+                scalars[name] = value
+        if scalars:
+            run.history.log(step, **scalars)
+        self._last_measured = step
+        return results
+
+    def measure(self, run) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@PROBES.register("eval_loss", help="mean loss on held-out splits")
+class EvalLoss(Probe):
+    """Mean loss of the model on each held-out split, logged as ``<name>_loss`` (eval mode, no grad).
+
+    ``splits`` maps a label to a :class:`Split` (e.g. ``{"val": …, "pretrain": …}``; the second is the
+    forgetting measure in fine-tuning). At most ``max_batches`` batches of ``batch_size`` are used, in
+    order, so the measurement is the same at every step.
+    """
+
+    max_batches = param.Integer(default=4, bounds=(1, None), doc="Batches per split per measurement.")
+    batch_size = param.Integer(default=32, bounds=(1, None), doc="Evaluation batch size.")
+
+    def __init__(self, splits: dict[str, Split], loss_fn=None, **params):
+        super().__init__(**params)
+        self.splits = dict(splits)
+        self.loss_fn = loss_fn
+
+    @torch.no_grad()
+    def measure(self, run) -> dict:
+        model = run.model
+        was_training = model.training
+        model.eval()
+        loss_fn = self.loss_fn or run.data.loss
+        out = {}
+        try:
+            for label, split in self.splits.items():
+                total, count = 0.0, 0
+                for batch in split.batches(self.batch_size, limit=self.max_batches):
+                    batch = to_device(batch, run.torch_device)
+                    with run.autocast_ctx():
+                        loss, _ = loss_fn(model, batch)
+                    n = len(next(iter(batch.values())))
+                    total += float(loss) * n
+                    count += n
+                out[f"{label}_loss"] = total / count if count else math.nan
+        finally:
+            model.train(was_training)
+        return out
