@@ -1,0 +1,29 @@
+"""Spectral engine: singular spectra, ranks, power-law tails and intruder dimensions of weight matrices.
+
+Stable public API (notebooks and other packages import these names):
+
+* :func:`effective_rank`, :func:`stable_rank`, :func:`numerical_rank`, :func:`power_law_alpha`,
+  :func:`singular_values` — one matrix;
+* :func:`model_spectra` — every matrix of a model as an ``xarray.Dataset`` (batched SVD per shape);
+* :func:`intruder_dimensions`, :func:`find_intruders`, :func:`intruder_component`, :class:`BaseVectors` —
+  intruder dimensions (Shuttleworth et al. 2024);
+* :func:`compare` / :func:`compare_matrices`, :func:`principal_angles` — two checkpoints;
+* :class:`SpectraProbe` — live tracking during a :class:`~workbench.Run`.
+
+All matrices come from :func:`workbench.matrices.weight_matrices` (canonical names, ``[out, in]``, GPT-2
+Conv1D transposed, PEFT effective weights). See ``docs/spectra.md``.
+
+>>> import torch
+>>> from workbench.spectra import effective_rank, stable_rank
+>>> round(effective_rank(torch.eye(3)), 6), stable_rank(torch.eye(3))
+(3.0, 3.0)
+"""
+
+from .core import (PowerLawFit, as_matrix, effective_rank, fit_power_law, model_spectra, numerical_rank,
+                   power_law_alpha, singular_values, spectra_table, stable_rank)
+from .intruders import (BaseVectors, Intruders, find_intruders, intruder_component, intruder_dimensions,
+                        intruder_profile, left_singular_vectors, max_abs_cos)
+
+__all__ = ["effective_rank", "stable_rank", "numerical_rank", "power_law_alpha", "singular_values", "fit_power_law",
+           "PowerLawFit", "as_matrix", "model_spectra", "spectra_table", "intruder_dimensions", "find_intruders",
+           "intruder_component", "intruder_profile", "Intruders", "BaseVectors", "left_singular_vectors", "max_abs_cos"]

@@ -1,0 +1,357 @@
+"""Singular spectra of weight matrices: ranks, norms, a power-law tail exponent, and whole-model tables.
+
+Every function takes a 2-D tensor (or anything ``torch.as_tensor`` accepts); fp16/bf16 inputs are
+upcast to fp32 before the SVD (LAPACK and cuSOLVER have no half-precision SVD, and half precision
+would round the small singular values away). fp64 stays fp64. Work happens on the tensor's device.
+
+Definitions (σ the singular values, descending):
+
+* effective rank (Roy & Vetterli 2007): p_i = σ_i / Σσ, erank = exp(−Σ p_i ln p_i); 0 for a zero matrix;
+* stable rank: Σσ² / σ_max² = ‖W‖_F² / ‖W‖_2²; 0 for a zero matrix;
+* numerical rank: #{σ_i > tol}, tol = σ_max · max(m, n) · eps(dtype) (numpy's ``matrix_rank``);
+* alpha: the exponent of a power law p(λ) ∝ λ^(−α) fitted to the tail of the eigenvalues λ = σ² of
+  WᵀW — see :func:`fit_power_law` (the WeightWatcher estimator).
+
+:func:`model_spectra` analyses every matrix of a model (:func:`workbench.matrices.weight_matrices`:
+canonical names, ``[out, in]``, Conv1D transposed, PEFT effective weights) with one batched SVD call
+per distinct shape, on the model's device.
+
+>>> import torch
+>>> effective_rank(torch.eye(4))
+4.0
+>>> stable_rank(torch.diag(torch.tensor([2.0, 1.0])))
+1.25
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping, NamedTuple
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from ..errors import ConfigError
+from ..matrices import weight_matrices
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def as_matrix(x, name: str = "matrix") -> torch.Tensor:
+    """``x`` as a 2-D floating tensor for an SVD: half precision and integers upcast to fp32, fp64 kept.
+
+    Raises :class:`~workbench.errors.ConfigError` for anything that is not a 2-D array.
+    """
+    if isinstance(x, nn.Module):
+        raise ConfigError(f"{name} must be a 2-D tensor, got a {type(x).__name__} module; "
+                          f"pass module.weight, or use model_spectra()/intruder_dimensions() for whole models.")
+    if not isinstance(x, torch.Tensor):
+        try:
+            x = torch.as_tensor(np.asarray(x))
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ConfigError(f"{name} must be a 2-D tensor or array, got {type(x).__name__}: {exc}") from None
+    x = x.detach()
+    if x.ndim != 2:
+        raise ConfigError(f"{name} must be 2-D (a [out, in] weight matrix), got shape {tuple(x.shape)}; "
+                          f"reshape it (e.g. conv kernels to [out, in*kh*kw]) first.")
+    if x.numel() == 0:
+        raise ConfigError(f"{name} is empty (shape {tuple(x.shape)}); a spectrum needs at least one entry.")
+    if x.is_complex():
+        raise ConfigError(f"{name} is complex ({x.dtype}); only real weight matrices are supported.")
+    if x.dtype != torch.float64:
+        x = x.to(torch.float32)
+    return x
+
+
+def _check_finite(s: torch.Tensor, what: str) -> None:
+    if not torch.isfinite(s).all():
+        raise ConfigError(f"{what} contains NaN or inf entries; spectra of non-finite weights are undefined "
+                          f"(the run probably diverged — load an earlier checkpoint).")
+
+
+# ---------------------------------------------------------------------------------------------- spectra
+def singular_values(matrix) -> torch.Tensor:
+    """All singular values of ``matrix``, descending (fp32, or fp64 for fp64 input), on its device."""
+    m = as_matrix(matrix)
+    s = torch.linalg.svdvals(m)
+    _check_finite(s, "the matrix")
+    return s
+
+
+def effective_rank_sv(s: torch.Tensor, shape: tuple[int, int] | None = None) -> torch.Tensor:
+    """Effective rank from singular values ``s`` of shape ``[..., r]`` (batched; 0 where all σ are 0).
+
+    With the matrix ``shape``, singular values at or below :func:`rank_tolerance` (SVD round-off of exact
+    zeros) count as 0, so an exactly rank-r matrix with equal σ gives exactly r. The entropy is summed in fp64.
+    """
+    if shape is not None:
+        s = torch.where(s > rank_tolerance(s, shape).unsqueeze(-1), s, torch.zeros_like(s))
+    s = s.double()
+    total = s.sum(-1, keepdim=True)  # [..., 1]
+    p = s / total.clamp_min(torch.finfo(s.dtype).tiny)  # [..., r]
+    entropy = -torch.special.xlogy(p, p).sum(-1)  # [...]
+    return torch.where(total.squeeze(-1) > 0, entropy.exp(), torch.zeros_like(entropy))
+
+
+def stable_rank_sv(s: torch.Tensor, frobenius_sq: torch.Tensor | None = None) -> torch.Tensor:
+    """Stable rank Σσ²/σ_max² from ``s`` ``[..., r]`` (descending); ``frobenius_sq`` replaces Σσ² if given."""
+    top = s[..., 0] ** 2
+    fro = (s ** 2).sum(-1) if frobenius_sq is None else frobenius_sq
+    return torch.where(top > 0, fro / top.clamp_min(torch.finfo(s.dtype).tiny), torch.zeros_like(top))
+
+
+def rank_tolerance(s: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """numpy ``matrix_rank``'s default tolerance σ_max · max(m, n) · eps for ``s`` ``[..., r]``."""
+    return s[..., 0] * max(shape) * torch.finfo(s.dtype).eps
+
+
+def numerical_rank_sv(s: torch.Tensor, shape: tuple[int, int], tol: float | None = None) -> torch.Tensor:
+    """Number of singular values above ``tol`` (default :func:`rank_tolerance`), batched over ``[..., r]``."""
+    t = rank_tolerance(s, shape) if tol is None else torch.full_like(s[..., 0], float(tol))
+    return (s > t.unsqueeze(-1)).sum(-1)
+
+
+def effective_rank(matrix) -> float:
+    """Roy & Vetterli's effective rank exp(H(σ/Σσ)) of a 2-D matrix (0.0 for the zero matrix).
+
+    >>> import torch
+    >>> effective_rank(torch.ones(3, 5))  # rank one
+    1.0
+    """
+    m = as_matrix(matrix)
+    return float(effective_rank_sv(singular_values(m), tuple(m.shape)))
+
+
+def stable_rank(matrix) -> float:
+    """Stable rank ‖W‖_F² / ‖W‖_2² of a 2-D matrix (0.0 for the zero matrix).
+
+    >>> import torch
+    >>> stable_rank(torch.eye(3))
+    3.0
+    """
+    return float(stable_rank_sv(singular_values(matrix)))
+
+
+def numerical_rank(matrix, tol: float | None = None) -> int:
+    """Rank of ``matrix``: singular values above ``tol`` (default σ_max · max(m, n) · eps, as numpy).
+
+    >>> import torch
+    >>> numerical_rank(torch.outer(torch.arange(1.0, 4.0), torch.ones(5)))
+    1
+    """
+    m = as_matrix(matrix)
+    return int(numerical_rank_sv(singular_values(m), tuple(m.shape), tol))
+
+
+# ---------------------------------------------------------------------------------------------- alpha
+class PowerLawFit(NamedTuple):
+    """A power-law fit of the eigenvalue tail: exponent, lower cut-off, KS distance, tail size."""
+
+    alpha: float
+    xmin: float
+    ks_distance: float
+    n_tail: int
+
+
+def fit_power_law(eigenvalues, threshold: float | None = None) -> PowerLawFit:
+    """Fit p(λ) ∝ λ^(−α), λ ≥ λ_min, to the tail of ``eigenvalues`` (Clauset–Shalizi–Newman 2009).
+
+    For every candidate cut-off λ_min among the eigenvalues (all but the largest), the continuous
+    maximum-likelihood exponent of the tail {λ ≥ λ_min} (n values) is α = 1 + n / Σ ln(λ/λ_min); the
+    cut-off kept is the one whose Kolmogorov–Smirnov distance between the tail's empirical CDF and
+    the fitted CDF 1 − (λ/λ_min)^(1−α) is smallest. This is exactly WeightWatcher's default
+    (``WWFit.fit_power_law_standard``); the differences are documented in ``docs/spectra.md``:
+    eigenvalues at or below ``threshold`` (default: λ_max · 1e-12, i.e. numerically zero; WeightWatcher
+    uses an absolute 1e-5) are dropped, and tails of fewer than 20 eigenvalues use the same estimator
+    (WeightWatcher switches to a bias-corrected variant). Needs ≥ 3 positive eigenvalues, else NaN.
+
+    >>> import numpy as np
+    >>> lam = (1 - np.random.default_rng(0).random(4000)) ** (-1 / 1.5)   # α = 2.5 Pareto samples
+    >>> round(fit_power_law(lam).alpha, 1)
+    2.5
+    """
+    lam = np.sort(np.asarray(torch.as_tensor(eigenvalues).detach().double().cpu().numpy(), dtype=np.float64).ravel())
+    if lam.size == 0 or not np.isfinite(lam).all():
+        return PowerLawFit(math.nan, math.nan, math.nan, 0)
+    thr = lam[-1] * 1e-12 if threshold is None else float(threshold)
+    lam = lam[lam > max(thr, 0.0)]
+    n_all = lam.size
+    if n_all < 3:
+        return PowerLawFit(math.nan, math.nan, math.nan, int(n_all))
+    log = np.log(lam)
+    # tail i = lam[i:], n_i = N − i values, for i in 0..N−2
+    n = (n_all - np.arange(n_all - 1)).astype(np.float64)  # [N-1]
+    suffix = np.cumsum(log[::-1])[::-1][: n_all - 1]  # Σ_{j ≥ i} ln λ_j
+    denom = suffix - n * log[: n_all - 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alphas = 1.0 + n / denom
+    ks = np.ones(n_all - 1)
+    # KS distance per candidate: the vectorised form of WeightWatcher's loop (O(N²) memory-free loop
+    # over candidates; N ≤ a few thousand eigenvalues per matrix, so this costs milliseconds).
+    for i in range(n_all - 1):
+        a = alphas[i]
+        if not (a > 1.0 and np.isfinite(a)):
+            continue
+        tail = lam[i:]
+        fitted = 1.0 - (tail / lam[i]) ** (1.0 - a)
+        empirical = np.arange(tail.size) / tail.size
+        ks[i] = np.max(np.abs(fitted - empirical))
+    best = int(np.argmin(ks))
+    return PowerLawFit(float(alphas[best]), float(lam[best]), float(ks[best]), int(n[best]))
+
+
+def power_law_alpha(matrix) -> float:
+    """Tail exponent α of the eigenvalues σ² of ``matrix`` (see :func:`fit_power_law`)."""
+    return fit_power_law(singular_values(matrix).double() ** 2).alpha
+
+
+# ---------------------------------------------------------------------------------------------- batching
+def group_by_shape(matrices: Mapping[str, torch.Tensor]) -> dict[tuple, list[str]]:
+    """Names grouped by (shape, device): each group is one batched SVD call."""
+    groups: dict[tuple, list[str]] = {}
+    for name, m in matrices.items():
+        groups.setdefault((tuple(m.shape), m.device), []).append(name)
+    return groups
+
+
+def stack(matrices: Mapping[str, torch.Tensor], names: list[str], device=None) -> torch.Tensor:
+    """``[len(names), m, n]`` fp32 (fp64 if any input is fp64) stack on ``device``."""
+    dtype = torch.float64 if any(matrices[n].dtype == torch.float64 for n in names) else torch.float32
+    dev = device if device is not None else matrices[names[0]].device
+    return torch.stack([matrices[n].detach().to(device=dev, dtype=dtype) for n in names])
+
+
+def top_singular(batch: torch.Tensor, k: int, niter: int = 6, oversample: int = 32):
+    """Randomized top-``k`` SVD of a batch ``[b, m, n]`` (``torch.svd_lowrank``, Halko et al. 2011).
+
+    Returns ``(U [b, m, k], S [b, k], V [b, n, k])``. ``oversample`` extra directions and ``niter`` power
+    iterations make the top-k values accurate even for the flat spectra of freshly initialized
+    weights (the error is measured in ``benchmarks/bench_spectra.py``).
+    """
+    r = min(batch.shape[-2:])
+    k = min(int(k), r)
+    q = min(k + int(oversample), r)
+    if q >= r or 2 * q >= r:  # a randomized sketch this wide saves nothing: do it exactly
+        u, s, vh = torch.linalg.svd(batch, full_matrices=False)
+        return u[..., :k], s[..., :k], vh[..., :k, :].transpose(-2, -1)
+    u, s, v = torch.svd_lowrank(batch, q=q, niter=int(niter))
+    return u[..., :k], s[..., :k], v[..., :k]
+
+
+def matrices_of(model_or_matrices, **select) -> dict[str, torch.Tensor]:
+    """Named ``[out, in]`` matrices of a model (via ``weight_matrices``), a Snapshot or a mapping."""
+    if isinstance(model_or_matrices, nn.Module):
+        return weight_matrices(model_or_matrices, **select)
+    if hasattr(model_or_matrices, "matrices") and isinstance(model_or_matrices.matrices, Mapping):  # Snapshot
+        mats = dict(model_or_matrices.matrices)
+    elif isinstance(model_or_matrices, Mapping):
+        mats = {k: v for k, v in model_or_matrices.items() if getattr(v, "ndim", 0) == 2}
+    else:
+        raise ConfigError(f"Expected a torch model, a Snapshot or a mapping name → 2-D tensor, got "
+                          f"{type(model_or_matrices).__name__}.")
+    if select:
+        from ..matrices import _as_predicate
+
+        inc = _as_predicate(select.get("include"), True)
+        exc = _as_predicate(select.get("exclude"), False)
+        mats = {k: v for k, v in mats.items() if inc(k) and not exc(k)}
+    return {k: torch.as_tensor(v) for k, v in mats.items()}
+
+
+def _model_device(model) -> torch.device | None:
+    if isinstance(model, nn.Module):
+        p = next(model.parameters(), None)
+        return p.device if p is not None else None
+    return None
+
+
+def model_spectra(model, *, include=None, exclude=None, embeddings: bool = True, top_k: int | None = None,
+                  niter: int = 6, oversample: int = 32, device=None, alpha: bool = True) -> xr.Dataset:
+    """Spectra of every weight matrix of ``model``, one batched SVD per distinct shape.
+
+    Parameters
+    ----------
+    model : a torch model (PEFT models through their effective weights), a :class:`~workbench.Snapshot`, or a
+        mapping name → ``[out, in]`` tensor.
+    include, exclude : regular expression or predicate on canonical names; ``embeddings``: keep embedding tables.
+    top_k : ``None`` computes every singular value exactly (``torch.linalg.svdvals``). An integer computes only
+        the top ``top_k`` with a randomized SVD (``torch.svd_lowrank``, ``niter`` power iterations and
+        ``oversample`` extra directions): ``spectral_norm``, ``frobenius_norm`` and ``stable_rank`` stay exact
+        (Σσ² = ‖W‖_F²); ``effective_rank``, ``alpha`` and ``numerical_rank`` need the whole spectrum and are NaN.
+    device : where to compute (default: the model's device).
+    alpha : fit the power-law exponent (a few ms per matrix on the CPU).
+
+    Returns
+    -------
+    ``xarray.Dataset`` with ``singular_values`` (``matrix``, ``index``; NaN-padded, descending) and per matrix
+    ``effective_rank``, ``stable_rank``, ``spectral_norm``, ``frobenius_norm``, ``alpha``, ``alpha_xmin``,
+    ``numerical_rank``; coords ``rows``/``cols`` give each matrix's ``[out, in]`` shape.
+
+    >>> from workbench import models
+    >>> ds = model_spectra(models.build("gpt2-1m"), embeddings=False)
+    >>> ds.singular_values.dims, int(ds.sizes["matrix"])
+    (('matrix', 'index'), 16)
+    """
+    if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
+        raise ConfigError(f"top_k must be a whole number ≥ 1 (or None for the full spectrum), got {top_k!r}.")
+    select = dict(include=include, exclude=exclude)
+    if isinstance(model, nn.Module):
+        select["embeddings"] = embeddings
+    mats = matrices_of(model, **select)
+    if not mats:
+        raise ConfigError("No 2-D weight matrices matched; loosen include/exclude or check the model.")
+    dev = torch.device(device) if device is not None else _model_device(model)
+    names = list(mats)
+    per: dict[str, dict] = {}
+    with torch.no_grad():
+        for (shape, _), group in group_by_shape(mats).items():
+            batch = stack(mats, group, dev)  # [b, m, n]
+            fro_sq = batch.pow(2).sum((-2, -1))  # [b]
+            if top_k is None:
+                s = torch.linalg.svdvals(batch)  # [b, r]
+            else:
+                _, s, _ = top_singular(batch, top_k, niter, oversample)  # [b, k]
+            for j, name in enumerate(group):
+                _check_finite(s[j], f"matrix {name!r}")
+            if top_k is None:
+                erank = effective_rank_sv(s, shape).tolist()
+                nrank = numerical_rank_sv(s, shape).tolist()
+            else:
+                erank = nrank = [math.nan] * len(group)
+            srank = stable_rank_sv(s, fro_sq).tolist()
+            s_cpu = s.double().cpu().numpy()
+            for j, name in enumerate(group):
+                fit = fit_power_law(s_cpu[j] ** 2) if (alpha and top_k is None) else PowerLawFit(math.nan, math.nan, math.nan, 0)
+                per[name] = dict(sv=s_cpu[j], effective_rank=erank[j], stable_rank=srank[j],
+                                 spectral_norm=float(s_cpu[j][0]), frobenius_norm=float(fro_sq[j].sqrt()),
+                                 alpha=fit.alpha, alpha_xmin=fit.xmin, numerical_rank=float(nrank[j]),
+                                 rows=shape[0], cols=shape[1])
+    width = max(len(p["sv"]) for p in per.values())
+    sv = np.full((len(names), width), np.nan)
+    for i, name in enumerate(names):
+        sv[i, : len(per[name]["sv"])] = per[name]["sv"]
+    scalar = lambda key: ("matrix", np.array([per[n][key] for n in names], dtype=float))  # noqa: E731
+    ds = xr.Dataset(
+        {"singular_values": (("matrix", "index"), sv),
+         **{key: scalar(key) for key in ("effective_rank", "stable_rank", "spectral_norm", "frobenius_norm",
+                                         "alpha", "alpha_xmin", "numerical_rank")}},
+        coords={"matrix": names, "index": np.arange(width),
+                "rows": ("matrix", [per[n]["rows"] for n in names]), "cols": ("matrix", [per[n]["cols"] for n in names])},
+        attrs={"method": "full" if top_k is None else f"svd_lowrank(top_k={top_k}, niter={niter}, oversample={oversample})",
+               "alpha_estimator": "power-law MLE on eigenvalues σ², xmin by minimal KS distance (WeightWatcher's)"},
+    )
+    ds["effective_rank"].attrs["long_name"] = "effective rank exp(H(σ/Σσ))"
+    ds["stable_rank"].attrs["long_name"] = "stable rank ‖W‖_F²/‖W‖_2²"
+    return ds
+
+
+def spectra_table(ds: xr.Dataset, columns: Iterable[str] = ("rows", "cols", "effective_rank", "stable_rank",
+                                                              "spectral_norm", "alpha", "numerical_rank")):
+    """The per-matrix columns of a :func:`model_spectra` result as a pandas DataFrame indexed by ``matrix``."""
+    import pandas as pd
+
+    cols = [c for c in columns if c in ds.variables and ds[c].dims == ("matrix",)]
+    return pd.DataFrame({c: ds[c].values for c in cols}, index=pd.Index(ds["matrix"].values, name="matrix"))
