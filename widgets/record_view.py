@@ -1,0 +1,200 @@
+"""RecordView: open saved records, plot any variable against ``step``, compare records on the same axes.
+
+>>> import widgets, workbench
+>>> rv = widgets.view(workbench.open_record("results/00_tour.nc"))   # doctest: +SKIP
+>>> rv = RecordView(records={"lr=1e-3": ds_a, "lr=3e-3": ds_b})     # doctest: +SKIP
+>>> rv.open("results/other.nc")                                   # add one more by path  # doctest: +SKIP
+
+* A variable over ``step`` only is a line; every open record is a curve on the same axes.
+* A variable over ``step`` and one more dim (``matrix`` for per-matrix metrics) is a heatmap
+  (that dim × step), one per record; a ``matrix`` picker also overlays that one row across records.
+  Further dims (``index`` of a spectrum) are fixed by a position slider.
+
+Plots are ``hvplot`` over the records' own ``xarray`` variables: the view computes nothing. Opening a
+path goes through :func:`workbench.open_record`, so a missing or damaged file is a one-line message.
+With ``root`` set (a public dashboard), only paths inside that folder can be opened.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import holoviews as hv
+import hvplot.xarray  # noqa: F401  (registers .hvplot on xarray objects)
+import panel as pn
+import param
+import xarray as xr
+
+from workbench.errors import ConfigError
+from workbench.record import meta, open_record
+
+from .monitor import error_text, resolve_inside
+from .registry import register_view
+
+hv.renderer("bokeh")
+
+
+def record_label(ds: xr.Dataset, fallback: str) -> str:
+    """A short name for a record in legends: its label, else its run id, else ``fallback``."""
+    info = meta(ds)
+    return str(info.get("label") or info.get("run_id") or fallback)
+
+
+def step_variables(ds: xr.Dataset) -> list[str]:
+    """Data variables that have a ``step`` dim (the ones this view can plot)."""
+    return sorted(name for name, var in ds.data_vars.items() if "step" in var.dims and var.dtype.kind in "fiub")
+
+
+class RecordView(pn.viewable.Viewer):
+    """Plots of one or more records; see the module docstring."""
+
+    records = param.Dict(default={}, doc="Open records by label (label → xarray.Dataset).")
+    variable = param.Selector(default=None, objects=[], allow_None=True, doc="Variable to plot against step.")
+    root = param.String(default=None, allow_None=True, doc="If set, only paths inside this folder can be opened.")
+    height = param.Integer(default=320, doc="Plot height in pixels.")
+
+    def __init__(self, record: xr.Dataset | None = None, **params):
+        super().__init__(**params)
+        self.path_input = pn.widgets.TextInput(name="Record path", placeholder="results/run.nc", sizing_mode="stretch_width")
+        self.open_button = pn.widgets.Button(label="Open", button_type="primary")
+        self.open_button.on_click(lambda _e: self._open_from_input())
+        self.clear_button = pn.widgets.Button(label="Clear", button_type="default")
+        self.clear_button.on_click(lambda _e: self.clear())
+        self.variable_select = pn.widgets.Select.from_param(self.param.variable, name="Variable")
+        self.row_select = pn.widgets.Select(name="Row (compare across records)", options=[], visible=False)
+        self.position = pn.widgets.IntSlider(name="Position", start=0, end=0, value=0, visible=False)
+        self.alert = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
+        self.listing = pn.pane.Markdown("", sizing_mode="stretch_width")
+        self.plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=self.height)
+        self.row_select.param.watch(lambda _e: self._redraw(), "value")
+        self.position.param.watch(lambda _e: self._redraw(), "value")
+        if record is not None:
+            self.add(record)  # refreshes through the `records` watcher
+        else:
+            self._refresh()
+
+    # ------------------------------------------------------------------ records
+    def add(self, record: xr.Dataset, label: str | None = None) -> str:
+        """Add an open record (``xarray.Dataset``); returns the label it is shown under."""
+        if not isinstance(record, xr.Dataset):
+            raise ConfigError(f"A record is an xarray.Dataset (from workbench.open_record or run.record), got {type(record).__name__}.")
+        label = label or record_label(record, f"record {len(self.records) + 1}")
+        base, i = label, 2
+        while label in self.records:
+            label, i = f"{base} ({i})", i + 1
+        self.records = {**self.records, label: record}
+        return label
+
+    def open(self, path: str) -> str:
+        """Open the record at ``path`` (inside ``root`` when set) and add it; returns its label."""
+        path = str(path).strip()
+        if not path:
+            raise ConfigError("Give the path of a saved record (a .nc file or a .zarr folder).")
+        target = resolve_inside(self.root, path) if self.root is not None else Path(path).expanduser()
+        ds = open_record(target)
+        return self.add(ds, record_label(ds, target.stem))
+
+    def clear(self) -> None:
+        self.records = {}
+
+    def _open_from_input(self) -> None:
+        self.alert.visible = False
+        try:
+            self.open(self.path_input.value)
+        except Exception as exc:  # noqa: BLE001 - a message, not a traceback
+            self.alert.object = error_text(exc)
+            self.alert.visible = True
+
+    @param.depends("records", watch=True)
+    def _refresh(self) -> None:
+        names = sorted({v for ds in self.records.values() for v in step_variables(ds)})
+        self.param.variable.objects = names
+        if self.variable not in names:
+            self.variable = "loss" if "loss" in names else (names[0] if names else None)
+        lines = [f"- **{label}**: {ds.sizes.get('step', 0)} steps, {len(step_variables(ds))} variables"
+                 for label, ds in self.records.items()]
+        self.listing.object = "\n".join(lines) or "*No record open.*"
+        self._on_variable()
+
+    # ------------------------------------------------------------------ plotting
+    def _arrays(self) -> dict[str, xr.DataArray]:
+        return {label: ds[self.variable] for label, ds in self.records.items() if self.variable in ds.data_vars}
+
+    @param.depends("variable", watch=True)
+    def _on_variable(self) -> None:
+        arrays = self._arrays()
+        extra = [d for d in next(iter(arrays.values())).dims if d != "step"] if arrays else []
+        if extra:
+            rows = sorted({str(v) for da in arrays.values() for v in da[extra[0]].values})
+            self.row_select.options = rows
+            self.row_select.name = f"{extra[0]} (compare across records)"
+            self.row_select.visible = True
+        else:
+            self.row_select.visible = False
+        if len(extra) > 1:
+            size = max(int(da.sizes[extra[1]]) for da in arrays.values())
+            self.position.name = extra[1]
+            self.position.end = max(size - 1, 1)
+            self.position.visible = True
+        else:
+            self.position.visible = False
+        self._redraw()
+
+    def figure(self):
+        """The HoloViews object for the current variable (what the plot pane shows)."""
+        arrays = self._arrays()
+        if not arrays:
+            return None
+        var = self.variable
+        first = next(iter(arrays.values()))
+        extra = [d for d in first.dims if d != "step"]
+        if not extra:
+            curves = [da.dropna("step").hvplot.line(x="step", label=label, responsive=True, height=self.height)
+                      for label, da in arrays.items()]
+            return hv.Overlay(curves).opts(title=var, legend_position="top_right")
+        row_dim = extra[0]
+        panels = []
+        for label, da in arrays.items():
+            if len(extra) > 1:  # fix every further dim at the chosen position
+                da = da.isel({d: min(self.position.value, da.sizes[d] - 1) for d in extra[1:]})
+            panels.append(da.transpose(row_dim, "step").hvplot.heatmap(
+                x="step", y=row_dim, C=var, title=f"{label}: {var}", responsive=True, height=self.height,
+                cmap="viridis", colorbar=True))
+        if self.row_select.value is not None:
+            row = self.row_select.value
+            curves = []
+            for label, da in arrays.items():
+                labels = [str(v) for v in da[row_dim].values]
+                if row in labels:
+                    sel = da.isel({row_dim: labels.index(row)})
+                    if len(extra) > 1:
+                        sel = sel.isel({d: min(self.position.value, sel.sizes[d] - 1) for d in extra[1:]})
+                    curves.append(sel.dropna("step").hvplot.line(x="step", label=label, responsive=True, height=self.height))
+            if curves:
+                panels.append(hv.Overlay(curves).opts(title=f"{var} [{row}]", legend_position="top_right"))
+        return hv.Layout(panels).cols(1)
+
+    def _redraw(self) -> None:
+        try:
+            self.plot.object = self.figure()
+        except Exception as exc:  # noqa: BLE001
+            self.alert.object = error_text(exc)
+            self.alert.visible = True
+
+    def __panel__(self):
+        return pn.Row(
+            pn.Column(pn.Row(self.path_input, self.open_button, align="end", sizing_mode="stretch_width"),
+                      self.alert, self.listing, self.variable_select, self.row_select, self.position,
+                      self.clear_button, width=340),
+            self.plot, sizing_mode="stretch_width")
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        if not pn.extension._loaded:
+            pn.extension()
+        return super()._repr_mimebundle_(include, exclude)
+
+
+@register_view(xr.Dataset)
+def record_view(record: xr.Dataset, **kwargs) -> RecordView:
+    """``widgets.view(ds)`` for a record (``run.record`` or :func:`workbench.open_record`)."""
+    return RecordView(record, **kwargs)
