@@ -17,26 +17,28 @@ from torch import nn
 from .apply import plan, resolve
 
 
-def effective_rank(s: torch.Tensor) -> float:
-    """Roy & Vetterli effective rank of singular values ``s``: exp(entropy of s/Σs)."""
-    try:  # the spectra package's definition, when present, so every lab agrees
-        from ..spectra import effective_rank as _erank  # type: ignore
+def effective_rank(s: torch.Tensor, shape: tuple[int, int] | None = None) -> float:
+    """Roy & Vetterli effective rank from singular values ``s``: exp(entropy of s/Σs).
 
-        return float(_erank(s))
-    except Exception:  # pragma: no cover - fallback before/without workbench.spectra
+    Uses :func:`workbench.spectra.effective_rank_sv` (so every lab agrees, round-off zeros dropped
+    given ``shape``) and falls back to the same formula if the spectra package is unavailable.
+    """
+    try:
+        from ..spectra.core import effective_rank_sv
+    except ImportError:  # pragma: no cover - spectra is part of the workbench
         s = s.double().clamp(min=0)
         total = s.sum()
         if total <= 0:
             return 0.0
         p = s / total
-        p = p[p > 0]
-        return float(torch.exp(-(p * p.log()).sum()))
+        return float(torch.exp(-torch.special.xlogy(p, p).sum()))
+    return float(effective_rank_sv(s, shape))
 
 
 def _stats(w: torch.Tensor) -> tuple[np.ndarray, float, int, float]:
     s = torch.linalg.svdvals(w.float())
     tol = s.max() * max(w.shape) * torch.finfo(torch.float32).eps if s.numel() else 0
-    return s.numpy(), effective_rank(s), int((s > tol).sum()), float(w.float().norm())
+    return s.numpy(), effective_rank(s, tuple(w.shape)), int((s > tol).sum()), float(w.float().norm())
 
 
 def preview(target: nn.Module | torch.Tensor, recipe, data=None, loss=None, **params) -> xr.Dataset:

@@ -1,0 +1,35 @@
+"""Regime diagnostics: is learning rich or lazy? Probes, a trial function, and sweeps on Dask.
+
+================================  ===================================================================
+probe (``PROBES`` name)           records
+================================  ===================================================================
+``WeightChange``                  ``relative_weight_change[matrix]``, ``distance_from_init``,
+                                  ``relative_distance_from_init``; :func:`log_fit` over a record
+``KernelAlignment``               ``kernel_alignment`` (K_0 vs K_t), ``kernel_task_alignment`` (yyᵀ),
+                                  ``kernel_norm_ratio`` — empirical tangent kernel via torch.func
+``RepresentationAlignment``       ``rep_alignment`` (uncentered), ``rep_cka`` (centered)
+``EffectiveRank``                 ``erank_w[matrix]``, ``erank_dw[matrix]``
+``Sharpness``                     ``sharpness`` (λ_max, HVP power iteration), ``hessian_trace`` (Hutchinson)
+================================  ===================================================================
+
+:func:`sweep` maps :func:`rich_lazy_trial` (or any picklable ``fn(config) -> {metric: float}``) over a
+grid and returns one ``xarray.Dataset`` with a dim per grid parameter (serial, local processes or Dask).
+
+>>> from workbench.regime import kernel_alignment, linear_cka   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from ..data import cognitive  # noqa: F401  (registers two_afc and delayed_match)
+from .kernel import KernelAlignment, jacobian, kernel_alignment, tangent_kernel, task_alignment, task_targets
+from .rank import EffectiveRank
+from .representation import RepresentationAlignment, gram, hidden_representation, linear_cka, representation_alignment
+from .sharpness import Sharpness, hutchinson_trace, hvp, loss_function, top_eigenvalue
+from .sweep import expand_grid, sweep
+from .trial import DEFAULTS as TRIAL_DEFAULTS, build_trial, rich_lazy_trial
+from .weight_change import WeightChange, log_fit
+
+__all__ = ["WeightChange", "log_fit", "KernelAlignment", "jacobian", "tangent_kernel", "kernel_alignment", "task_alignment",
+           "task_targets", "RepresentationAlignment", "representation_alignment", "linear_cka", "gram",
+           "hidden_representation", "EffectiveRank", "Sharpness", "hvp", "top_eigenvalue", "hutchinson_trace",
+           "loss_function", "sweep", "expand_grid", "rich_lazy_trial", "build_trial", "TRIAL_DEFAULTS"]

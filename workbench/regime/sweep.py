@@ -1,0 +1,204 @@
+"""Sweeps: map a trial function over a parameter grid and get ONE labelled ``xarray.Dataset`` back.
+
+>>> from workbench.regime import sweep
+>>> ds = sweep({"rank": [1, 0], "seed": [0, 1]}, fixed={"n_hidden": 16, "steps": 3, "n_train": 32, "n_probe": 8},
+...            progress=False)                                               # doctest: +SKIP
+>>> ds.weight_change.dims, ds.status.values.tolist()                           # doctest: +SKIP
+(('rank', 'seed'), [['ok', 'ok'], ['ok', 'ok']])
+
+Backends: ``"serial"`` (in this process), ``"processes"`` (a spawn-context process pool of
+``n_workers``) and ``"dask"`` (``client=`` an existing ``distributed.Client``, ``address=`` a scheduler
+to connect to with a short timeout, or — by default — a fresh ``LocalCluster`` of ``n_workers``
+processes that is closed afterwards). Each configuration is ``{**fixed, **grid point}``; a failing one is
+recorded (``status = "error"``, ``error`` = the exception text, metrics NaN) and never stops the sweep.
+A progress bar (tqdm) counts finished configurations.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Callable
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError
+
+BACKENDS = ("serial", "processes", "dask")
+
+
+def expand_grid(grid: dict) -> tuple[list[str], list[tuple[tuple[int, ...], dict]]]:
+    """Grid dims and every ``(index, point)`` of the Cartesian product; validates the grid."""
+    if not isinstance(grid, dict) or not grid:
+        raise ConfigError("The sweep grid is empty: pass a dict of parameter → list of values, e.g. {'rank': [1, 8, 64]}.")
+    for key, values in grid.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"Grid keys must be parameter names (non-empty strings), got {key!r}.")
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) == 0:
+            raise ConfigError(f"Grid values for {key!r} must be a non-empty list, got {values!r}.")
+        if len(set(map(repr, values))) != len(values):
+            raise ConfigError(f"Grid values for {key!r} repeat ({list(values)!r}); each value must appear once.")
+    dims = list(grid)
+    points = [(idx, {d: grid[d][i] for d, i in zip(dims, idx)})
+              for idx in itertools.product(*(range(len(grid[d])) for d in dims))]
+    return dims, points
+
+
+def _safe_call(fn: Callable, config: dict) -> dict:
+    """Run one configuration; never raises (a failure becomes ``status="error"``)."""
+    t0 = time.perf_counter()
+    try:
+        metrics = fn(config)
+        if not isinstance(metrics, dict):
+            raise TypeError(f"the trial function must return a dict of metrics, got {type(metrics).__name__}")
+        metrics = {k: float(v) for k, v in metrics.items()}
+        return {"status": "ok", "error": "", "metrics": metrics, "seconds": time.perf_counter() - t0}
+    except Exception as exc:  # recorded in the result, not fatal to the sweep
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+        return {"status": "error", "error": f"{type(exc).__name__}: {exc}{where}", "metrics": {},
+                "seconds": time.perf_counter() - t0}
+
+
+def _init_worker(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def _connect(address: str, timeout: float):
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=f"{timeout}s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ConfigError(f"Cannot reach the Dask scheduler at {address!r} within {timeout:g} s ({type(exc).__name__}: {exc}). "
+                          "Check the address (tcp://host:port) and that the scheduler is running, or omit address= "
+                          "to start a LocalCluster.") from None
+
+
+def sweep(grid: dict, fn: Callable | None = None, fixed: dict | None = None, backend: str = "dask", client=None,
+          address: str | None = None, n_workers: int = 2, threads_per_worker: int = 1, processes: bool = True,
+          connect_timeout: float = 5.0, progress: bool = True) -> xr.Dataset:
+    """Run ``fn({**fixed, **point})`` for every point of ``grid`` and collect one Dataset.
+
+    Parameters
+    ----------
+    grid : ``{param: [values]}``; each key becomes a dim with its values as coordinates.
+    fn : picklable ``fn(config) -> {metric: float}``; default :func:`workbench.regime.rich_lazy_trial`.
+    fixed : settings shared by every point.
+    backend : ``"serial"``, ``"processes"`` or ``"dask"`` (implied when ``client``/``address`` is given).
+    client, address : an existing ``distributed.Client`` or a scheduler address (fails fast after
+        ``connect_timeout`` seconds when unreachable); neither → a ``LocalCluster(n_workers,
+        threads_per_worker, processes)`` started and closed here.
+
+    Returns
+    -------
+    ``xr.Dataset`` with dims = grid keys; one variable per metric, plus ``status`` ("ok"/"error"),
+    ``error`` (message) and ``seconds``; ``attrs`` hold the fixed settings and the backend.
+    """
+    if fn is None:
+        from .trial import rich_lazy_trial as fn
+    if not callable(fn):
+        raise ConfigError(f"fn must be a callable fn(config) -> dict, got {type(fn).__name__}.")
+    if client is not None or address is not None:
+        backend = "dask"
+    if backend not in BACKENDS:
+        raise ConfigError(f"Unknown sweep backend {backend!r}; use one of {', '.join(BACKENDS)}.")
+    if not isinstance(n_workers, int) or n_workers < 1:
+        raise ConfigError(f"n_workers must be an integer ≥ 1, got {n_workers!r}.")
+    fixed = dict(fixed or {})
+    dims, points = expand_grid(grid)
+    overlap = sorted(set(fixed) & set(dims))
+    if overlap:
+        raise ConfigError(f"{overlap} appear both in the grid and in fixed=; keep each setting in one place.")
+    configs = [{**fixed, **p} for _, p in points]
+    bar = tqdm(total=len(points), desc="sweep", disable=not progress, leave=False)
+    results: list[dict | None] = [None] * len(points)
+    t0 = time.perf_counter()
+    try:
+        if backend == "serial":
+            for i, cfg in enumerate(configs):
+                results[i] = _safe_call(fn, cfg)
+                bar.update(1)
+        elif backend == "processes":
+            import multiprocessing as mp
+
+            with ProcessPoolExecutor(max_workers=n_workers, mp_context=mp.get_context("spawn"),
+                                     initializer=_init_worker, initargs=(threads_per_worker,)) as pool:
+                futures = {pool.submit(_safe_call, fn, cfg): i for i, cfg in enumerate(configs)}
+                for fut in as_completed(futures):
+                    results[futures[fut]] = fut.result()
+                    bar.update(1)
+        else:
+            results = _run_dask(fn, configs, client, address, n_workers, threads_per_worker, processes, connect_timeout, bar)
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - t0
+    return _assemble(grid, dims, points, results, fixed, backend, elapsed, getattr(fn, "__qualname__", repr(fn)))
+
+
+def _run_dask(fn, configs, client, address, n_workers, threads_per_worker, processes, timeout, bar) -> list[dict]:
+    from distributed import Client, LocalCluster, as_completed as dask_completed
+
+    own_cluster = own_client = None
+    try:
+        if client is None:
+            if address is not None:
+                client = own_client = _connect(address, timeout)
+            else:
+                own_cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes,
+                                           dashboard_address=None)
+                client = own_client = Client(own_cluster)
+        if processes or address is not None or own_cluster is None:
+            client.run(_init_worker, threads_per_worker)
+        futures = client.map(_safe_call, [fn] * len(configs), configs, pure=False)
+        index = {f.key: i for i, f in enumerate(futures)}
+        results: list[dict | None] = [None] * len(configs)
+        for fut in dask_completed(futures):
+            try:
+                results[index[fut.key]] = fut.result()
+            except Exception as exc:  # a worker died: record, don't abort the sweep
+                results[index[fut.key]] = {"status": "error", "error": f"{type(exc).__name__}: {exc}", "metrics": {},
+                                           "seconds": math.nan}
+            bar.update(1)
+        return results
+    finally:
+        if own_client is not None:
+            own_client.close()
+        if own_cluster is not None:
+            own_cluster.close()
+
+
+def _assemble(grid, dims, points, results, fixed, backend, elapsed, fn_name) -> xr.Dataset:
+    shape = tuple(len(grid[d]) for d in dims)
+    names = sorted({k for r in results for k in r["metrics"]})
+    data = {k: np.full(shape, np.nan) for k in names}
+    status = np.full(shape, "error", dtype=object)
+    error = np.full(shape, "", dtype=object)
+    seconds = np.full(shape, np.nan)
+    for (idx, _), r in zip(points, results):
+        status[idx], error[idx], seconds[idx] = r["status"], r["error"], r["seconds"]
+        for k, v in r["metrics"].items():
+            data[k][idx] = v
+    coords = {d: _coord(grid[d]) for d in dims}
+    ds = xr.Dataset({k: (dims, v) for k, v in data.items()}, coords=coords)
+    ds["status"] = (dims, status.astype(str))
+    ds["error"] = (dims, error.astype(str))
+    ds["seconds"] = (dims, seconds)
+    ds.attrs.update(fixed=json.dumps(fixed, default=str), backend=backend, elapsed_s=float(elapsed), fn=fn_name,
+                    n_failed=int((status != "ok").sum()))
+    return ds
+
+
+def _coord(values) -> np.ndarray:
+    if any(v is None for v in values):  # None is not a netCDF value: keep as text
+        return np.asarray([str(v) for v in values])
+    return np.asarray(list(values))
