@@ -128,3 +128,23 @@ def load(name_or_path: str | os.PathLike, **options) -> Dataset:
         raise MissingPathError(f"{str(p)!r} is neither a registered dataset nor an existing path. {PATH_HINT} "
                                f"Known datasets: {', '.join(DATASETS.names())}.")
     return DATASETS.get(str(name_or_path))  # raises NotFoundError with close matches and the known names
+
+
+def from_description(desc: dict) -> Dataset:
+    """Rebuild a dataset from ``Dataset.describe()`` (as stored in records and checkpoints).
+
+    Works for registered datasets and files that still exist; other sources need ``data=`` passed
+    explicitly (for example to ``Run.resume``).
+    """
+    name = desc.get("name")
+    options = {k: v for k, v in (desc.get("options") or {}).items() if k != "tokenizer" or v is None}
+    if name in DATASETS:
+        return load(name, **options)
+    source = desc.get("source") or name
+    if source and Path(str(source)).expanduser().exists():
+        return load(source, **options)
+    raise ConfigError(f"Cannot rebuild the dataset described as {name!r} (source {source!r} is not a registered dataset "
+                      "or an existing path): pass data= explicitly.")
+
+
+__all__.append("from_description")

@@ -24,6 +24,24 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1] or name.count("/") > 1
 
 
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the hub cannot be reached (offline mode, no DNS, no route), or None if it answers.
+
+    Checked up front so an offline machine fails in seconds, not after a minute of HTTP retries.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return "HF_HUB_OFFLINE is set and the model is not in the local cache"
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
+    except OSError as exc:
+        return f"the hub at {url.hostname} is unreachable: {exc}"
+    return None
+
+
 def load(id_or_path: str, dtype: torch.dtype | str | None = None, device: str | None = None, **kwargs) -> torch.nn.Module:
     """A causal LM from a local directory (offline) or a hub id (needs network or a local HF cache).
 
@@ -53,7 +71,17 @@ def load(id_or_path: str, dtype: torch.dtype | str | None = None, device: str | 
             raise MissingPathError(f"No model folder at {name!r}. Pass an existing local directory (models.save()) or a "
                                    "Hugging Face hub id such as 'gpt2'.")
         try:
-            model = AutoModelForCausalLM.from_pretrained(name, **kw)
+            reason = _hub_unreachable()
+            if reason:  # offline: only the local Hugging Face cache can help; never touch the network
+                from huggingface_hub import snapshot_download
+
+                try:
+                    cached = snapshot_download(name, local_files_only=True)
+                except Exception:
+                    raise OSError(f"{reason}, and {name!r} is not in the local Hugging Face cache") from None
+                model = AutoModelForCausalLM.from_pretrained(cached, local_files_only=True, **kw)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(name, **kw)
         except Exception as exc:
             raise ConfigError(f"Could not load {name!r} from the Hugging Face hub ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0][:200]}). This machine may be offline: download the model "
