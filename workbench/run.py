@@ -98,6 +98,9 @@ class Run(Displayable, param.Parameterized):
         super().__init__(**params)
         from . import data as data_mod, models as models_mod
 
+        devices.resolve_device(self.device)  # fail now, not at the first step, on a device this machine lacks
+        devices.autocast_dtype(self.autocast, torch.device("cpu"))
+
         self.data: Dataset = data_mod.load(data) if isinstance(data, str) else data
         if not isinstance(self.data, Dataset):
             raise ConfigError(f"data must be a workbench Dataset or a dataset name/path, got {type(data).__name__}.")
