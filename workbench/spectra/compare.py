@@ -26,7 +26,7 @@ import torch
 import xarray as xr
 
 from ..errors import ConfigError
-from .core import (effective_rank_sv, group_by_shape, matrices_of, numerical_rank_sv, stable_rank_sv, stack,
+from .core import (_check_finite, effective_rank_sv, group_by_shape, matrices_of, numerical_rank_sv, stable_rank_sv, stack,
                    _model_device)
 from .intruders import _check_pair, check_intruder_args, max_abs_cos
 
@@ -75,6 +75,8 @@ def compare(base, tuned, k: int = 10, eps: float = 0.5, *, include=None, exclude
         for (shape, _), group in group_by_shape({n: t[n] for n in names}).items():
             w0 = stack(b, group, dev)  # [g, m, n]
             w = stack(t, group, dev).to(w0.dtype)  # [g, m, n]
+            _check_finite(w0, f"base matrices {group}")
+            _check_finite(w, f"tuned matrices {group}")
             u0, s0, _ = torch.linalg.svd(w0, full_matrices=False)  # [g, m, r], [g, r]
             u, s, _ = torch.linalg.svd(w, full_matrices=False)
             sd = torch.linalg.svdvals(w - w0)  # [g, r]

@@ -63,6 +63,7 @@ def as_matrix(x, name: str = "matrix") -> torch.Tensor:
         raise ConfigError(f"{name} is complex ({x.dtype}); only real weight matrices are supported.")
     if x.dtype != torch.float64:
         x = x.to(torch.float32)
+    _check_finite(x, name)
     return x
 
 
@@ -76,9 +77,7 @@ def _check_finite(s: torch.Tensor, what: str) -> None:
 def singular_values(matrix) -> torch.Tensor:
     """All singular values of ``matrix``, descending (fp32, or fp64 for fp64 input), on its device."""
     m = as_matrix(matrix)
-    s = torch.linalg.svdvals(m)
-    _check_finite(s, "the matrix")
-    return s
+    return torch.linalg.svdvals(m)
 
 
 def effective_rank_sv(s: torch.Tensor, shape: tuple[int, int] | None = None) -> torch.Tensor:
@@ -309,13 +308,12 @@ def model_spectra(model, *, include=None, exclude=None, embeddings: bool = True,
     with torch.no_grad():
         for (shape, _), group in group_by_shape(mats).items():
             batch = stack(mats, group, dev)  # [b, m, n]
+            _check_finite(batch, f"one of the matrices {group}")
             fro_sq = batch.pow(2).sum((-2, -1))  # [b]
             if top_k is None:
                 s = torch.linalg.svdvals(batch)  # [b, r]
             else:
                 _, s, _ = top_singular(batch, top_k, niter, oversample)  # [b, k]
-            for j, name in enumerate(group):
-                _check_finite(s[j], f"matrix {name!r}")
             if top_k is None:
                 erank = effective_rank_sv(s, shape).tolist()
                 nrank = numerical_rank_sv(s, shape).tolist()

@@ -28,7 +28,7 @@ import xarray as xr
 from ..errors import ConfigError
 from ..matrices import weight_matrices
 from ..probes import PROBES, Probe
-from .core import effective_rank_sv, group_by_shape, stable_rank_sv, stack, top_singular
+from .core import _check_finite, effective_rank_sv, group_by_shape, stable_rank_sv, stack, top_singular
 from .intruders import METHODS, BaseVectors, check_intruder_args, max_abs_cos
 
 
@@ -87,6 +87,7 @@ class SpectraProbe(Probe):
         out: dict[str, dict] = {}
         for (shape, _), group in group_by_shape(mats).items():
             batch = stack(mats, group)  # [g, m, n] fp32 on the model's device
+            _check_finite(batch, f"weight matrices {group}")
             s = u = None
             comparable = [n for n in group if ref is not None and n in ref and tuple(ref[n].shape) == shape]
             if self.intruders and comparable and self.method == "exact":
