@@ -1,7 +1,9 @@
 """Sharpness: the top Hessian eigenvalue (HVP power iteration) and the Hessian trace (Hutchinson).
 
-Hessian-vector products are forward-over-reverse with ``torch.func`` (``jvp(grad(f))``), never forming
-the Hessian. Random vectors come from a ``torch.Generator`` owned by the caller (the probe keeps one),
+Hessian-vector products are reverse-over-reverse with ``torch.func``: ``vjp(grad(f))`` is built once per
+measurement and applied to every vector, never forming the Hessian. (Forward-over-reverse,
+``jvp(grad(f))``, is usually faster but fails on ``F.mse_loss`` in torch 2.13 — "ZeroTensors are
+immutable" — so the robust form is used.) Random vectors come from a ``torch.Generator`` owned by the caller (the probe keeps one),
 so measuring sharpness never changes the training RNG stream.
 
 * :func:`top_eigenvalue` — power iteration on H; converges to the eigenvalue of largest *magnitude*
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import param
 import torch
-from torch.func import grad, jvp
+from torch.func import grad, vjp
 
 from ..probes import PROBES, Probe
 from ._common import Bound, probe_batch, select_params
@@ -32,9 +34,15 @@ def loss_function(model, batch: dict, names: list[str], loss_fn):
     return f, {n: named[n].detach() for n in names}
 
 
+def hvp_operator(f, params: dict):
+    """``v ↦ H v`` for the Hessian of ``f`` at ``params`` (one reverse linearization, reused for every v)."""
+    _, vjp_fn = vjp(grad(f), params)
+    return lambda v: vjp_fn(v)[0]
+
+
 def hvp(f, params: dict, v: dict) -> dict:
-    """H v for the Hessian of ``f`` at ``params`` (forward-over-reverse)."""
-    return jvp(grad(f), (params,), (v,))[1]
+    """H v for the Hessian of ``f`` at ``params``."""
+    return hvp_operator(f, params)(v)
 
 
 def _dot(a: dict, b: dict) -> torch.Tensor:
@@ -58,8 +66,9 @@ def top_eigenvalue(f, params: dict, generator: torch.Generator, iters: int = 20,
     norm = _dot(v, v).sqrt()
     v = {k: t / norm for k, t in v.items()}
     eig = None
+    h = hvp_operator(f, params)
     for i in range(1, iters + 1):
-        hv = hvp(f, params, v)
+        hv = h(v)
         new = float(_dot(v, hv))
         norm = _dot(hv, hv).sqrt()
         if norm == 0:
@@ -74,9 +83,10 @@ def top_eigenvalue(f, params: dict, generator: torch.Generator, iters: int = 20,
 def hutchinson_trace(f, params: dict, generator: torch.Generator, samples: int = 10) -> float:
     """Hutchinson estimate of tr(H): mean over Rademacher v of vᵀ H v."""
     total = 0.0
+    h = hvp_operator(f, params)
     for _ in range(samples):
         v = _random_like(params, generator, rademacher=True)
-        total += float(_dot(v, hvp(f, params, v)))
+        total += float(_dot(v, h(v)))
     return total / samples
 
 
