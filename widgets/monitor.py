@@ -94,16 +94,16 @@ class TrainingMonitor(pn.viewable.Viewer):
         editable = [p for p in editable if p in run.param and p not in state and not run.param[p].constant]
         self.controls = pn.Param(run.param, parameters=editable, widgets=dict(self.widgets), show_name=False,
                                  sizing_mode="stretch_width")
-        self.step_button = pn.widgets.Button(label="Step", button_type="default", description="One optimizer step")
-        self.run_n_button = pn.widgets.Button(label="Run N", button_type="primary", description="Train N more steps in the background")
-        self.n_input = pn.widgets.IntInput(name="N", value=50, start=1, end=1_000_000, width=90)
-        self.start_button = pn.widgets.Button(label="Start", button_type="success", description="Train up to max_steps in the background")
-        self.stop_button = pn.widgets.Button(label="Stop", button_type="danger", disabled=True, description="Stop at the next step boundary")
+        self.step_button = pn.widgets.Button(label="Step", color="default", description="One optimizer step")
+        self.run_n_button = pn.widgets.Button(label="Run N", color="primary", description="Train N more steps in the background")
+        self.n_input = pn.widgets.IntInput(label="N", value=50, start=1, end=1_000_000, width=90)
+        self.start_button = pn.widgets.Button(label="Start", color="success", description="Train up to max_steps in the background")
+        self.stop_button = pn.widgets.Button(label="Stop", color="danger", disabled=True, description="Stop at the next step boundary")
         default_ckpt = Path("results") / "checkpoints" / f"{run.label or 'run'}-{run.run_id}.pt"
         if self.save_root is not None:
             default_ckpt = Path("checkpoints") / default_ckpt.name
-        self.checkpoint_path = pn.widgets.TextInput(name="Checkpoint path", value=str(default_ckpt), sizing_mode="stretch_width")
-        self.save_button = pn.widgets.Button(label="Save checkpoint", button_type="default")
+        self.checkpoint_path = pn.widgets.TextInput(label="Checkpoint path", value=str(default_ckpt), sizing_mode="stretch_width")
+        self.save_button = pn.widgets.Button(label="Save checkpoint", color="default")
         self.status = pn.pane.Markdown(self._status_text(), sizing_mode="stretch_width", margin=(0, 10))
         self.alert = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
         self.info = pn.pane.Alert("", alert_type="success", visible=False, sizing_mode="stretch_width")

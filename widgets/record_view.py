@@ -55,14 +55,14 @@ class RecordView(pn.viewable.Viewer):
 
     def __init__(self, record: xr.Dataset | None = None, **params):
         super().__init__(**params)
-        self.path_input = pn.widgets.TextInput(name="Record path", placeholder="results/run.nc", sizing_mode="stretch_width")
-        self.open_button = pn.widgets.Button(label="Open", button_type="primary")
+        self.path_input = pn.widgets.TextInput(label="Record path", placeholder="results/run.nc", sizing_mode="stretch_width")
+        self.open_button = pn.widgets.Button(label="Open", color="primary")
         self.open_button.on_click(lambda _e: self._open_from_input())
-        self.clear_button = pn.widgets.Button(label="Clear", button_type="default")
+        self.clear_button = pn.widgets.Button(label="Clear", color="default")
         self.clear_button.on_click(lambda _e: self.clear())
-        self.variable_select = pn.widgets.Select.from_param(self.param.variable, name="Variable")
-        self.row_select = pn.widgets.Select(name="Row (compare across records)", options=[], visible=False)
-        self.position = pn.widgets.IntSlider(name="Position", start=0, end=0, value=0, visible=False)
+        self.variable_select = pn.widgets.Select.from_param(self.param.variable, label="Variable")
+        self.row_select = pn.widgets.Select(label="Row (compare across records)", options=[], visible=False)
+        self.position = pn.widgets.IntSlider(label="Position", start=0, end=1, value=0, visible=False)
         self.alert = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
         self.listing = pn.pane.Markdown("", sizing_mode="stretch_width")
         self.plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=self.height)
@@ -127,13 +127,13 @@ class RecordView(pn.viewable.Viewer):
         if extra:
             rows = sorted({str(v) for da in arrays.values() for v in da[extra[0]].values})
             self.row_select.options = rows
-            self.row_select.name = f"{extra[0]} (compare across records)"
+            self.row_select.label = f"{extra[0]} (compare across records)"
             self.row_select.visible = True
         else:
             self.row_select.visible = False
         if len(extra) > 1:
             size = max(int(da.sizes[extra[1]]) for da in arrays.values())
-            self.position.name = extra[1]
+            self.position.label = extra[1]
             self.position.end = max(size - 1, 1)
             self.position.visible = True
         else:
