@@ -27,9 +27,10 @@ from .representation import RepresentationAlignment, gram, hidden_representation
 from .sharpness import Sharpness, hutchinson_trace, hvp, loss_function, top_eigenvalue
 from .sweep import expand_grid, sweep
 from .trial import DEFAULTS as TRIAL_DEFAULTS, build_trial, rich_lazy_trial
+from .lab import InitLab, grid_summary
 from .weight_change import WeightChange, log_fit
 
 __all__ = ["WeightChange", "log_fit", "KernelAlignment", "jacobian", "tangent_kernel", "kernel_alignment", "task_alignment",
            "task_targets", "RepresentationAlignment", "representation_alignment", "linear_cka", "gram",
            "hidden_representation", "EffectiveRank", "Sharpness", "hvp", "top_eigenvalue", "hutchinson_trace",
-           "loss_function", "sweep", "expand_grid", "rich_lazy_trial", "build_trial", "TRIAL_DEFAULTS"]
+           "loss_function", "sweep", "expand_grid", "InitLab", "grid_summary", "rich_lazy_trial", "build_trial", "TRIAL_DEFAULTS"]

@@ -1,0 +1,171 @@
+"""Views of the rich/lazy lab: the init editor (dials, live preview, Train) and the regime map.
+
+* :class:`InitEditor` — registered for :class:`workbench.regime.InitLab`. Sliders for scale, rank and
+  alignment; the preview (singular values and effective rank of W_rec, from ``lab.preview()``) refreshes
+  when a dial moves; **Train** runs ``lab.start()`` (a background thread) and a periodic callback polls
+  ``lab.history`` into a bounded ``Buffer`` that feeds the regime map (weight change × kernel alignment).
+* :class:`RegimeMap` — a sweep Dataset as a heat map of a metric (kernel alignment, weight change …) over
+  two grid dims, averaged over the rest by ``workbench.regime.grid_summary``.
+
+>>> import widgets                                               # doctest: +SKIP
+>>> widgets.view(InitLab(n_hidden=32))                           # doctest: +SKIP
+>>> RegimeMap(sweep_result, x="rank", y="scale")                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+from holoviews.streams import Buffer, Pipe
+
+from workbench.regime import InitLab, grid_summary
+
+from .registry import register_view
+
+hv.extension("bokeh", logo=False)
+
+MAP_COLUMNS = ["weight_change", "kernel_alignment", "rep_cka", "rank", "scale", "alignment", "aligned", "accuracy"]
+
+
+def _empty_points() -> pd.DataFrame:
+    return pd.DataFrame({c: np.array([], dtype=float) for c in MAP_COLUMNS})
+
+
+@register_view(InitLab)
+class InitEditor(pn.viewable.Viewer):
+    """Dials + preview + Train + regime map of trained points for one :class:`InitLab`."""
+
+    def __init__(self, lab: InitLab, period_ms: int = 400, **params):
+        super().__init__(**params)
+        self.lab = lab
+        self.cursor = 0
+        self.preview_pipe = Pipe(data=pd.DataFrame({"index": [], "sigma": []}))
+        self.points = Buffer(_empty_points(), length=2000, index=False)
+        self.erank = pn.indicators.Number(label="effective rank of W_rec", value=0.0, format="{value:.2f}", font_size="24pt")
+        self.status = pn.pane.Markdown("")
+        self.train_button = pn.widgets.Button(label="Train", color="primary")
+        self.train_button.on_click(self._train)
+        self.controls = pn.Param(lab.param, parameters=["task", "n_hidden", "scale", "rank", "aligned", "alignment", "seed",
+                                                        "steps", "lr"], show_name=False,
+                                 widgets={"scale": pn.widgets.FloatSlider, "alignment": pn.widgets.FloatSlider,
+                                          "rank": pn.widgets.IntSlider})
+        lab.param.watch(self._on_dials, ["task", "n_hidden", "scale", "rank", "aligned", "alignment", "seed"])
+        lab.param.watch(self._on_state, ["running", "message"])
+        self.refresh_preview()
+        self._callback = None
+        self.period = period_ms
+        self._layout = pn.Row(pn.Column(self.controls, self.train_button, self.status),
+                              pn.Column(self.erank, self.spectrum_plot()), self.map_plot())
+        self.start_polling()
+
+    # -- effects (the lab computes; the view only forwards) ------------------------------------
+    def refresh_preview(self) -> None:
+        try:
+            ds = self.lab.preview()
+        except Exception as exc:  # a bad dial combination: say so, keep the last preview
+            self.status.object = f"⚠ {exc}"
+            return
+        sigma = ds.sigma_after.sel(matrix="weight_rec").dropna("index")
+        self.preview_pipe.send(pd.DataFrame({"index": sigma.index.values, "sigma": sigma.values}))
+        self.erank.value = float(ds.erank_after.sel(matrix="weight_rec"))
+        self.status.object = ""
+
+    def _on_dials(self, *_):
+        self.refresh_preview()
+
+    def _on_state(self, *_):
+        self.train_button.disabled = bool(self.lab.running)
+        if self.lab.message:
+            self.status.object = self.lab.message
+
+    def _train(self, *_):
+        try:
+            self.lab.start()
+        except Exception as exc:
+            self.status.object = f"⚠ {exc}"
+
+    def poll(self) -> int:
+        """Move new trained points from the lab's history into the map's buffer; returns how many."""
+        try:
+            rows, self.cursor = self.lab.history.rows_since(self.cursor)
+            if rows:
+                frame = pd.DataFrame(rows).reindex(columns=MAP_COLUMNS).astype(float)
+                self.points.send(frame)
+            return len(rows)
+        except Exception as exc:  # never let the periodic callback die silently
+            self.status.object = f"⚠ poll failed: {exc}"
+            return 0
+
+    # -- layout --------------------------------------------------------------------------------
+    def spectrum_plot(self):
+        return hv.DynamicMap(lambda data: hv.Curve(data, "index", "sigma").opts(
+            logy=True, title="W_rec singular values (preview)", width=380, height=260, tools=["hover"]),
+            streams=[self.preview_pipe])
+
+    def map_plot(self):
+        return hv.DynamicMap(lambda data: hv.Points(data, ["weight_change", "kernel_alignment"],
+                                                    ["rank", "scale", "alignment", "rep_cka", "accuracy"]).opts(
+            color="rank", cmap="viridis", colorbar=True, size=9, logx=False, tools=["hover"], width=420, height=300,
+            title="regime map: lazy = top-left, rich = bottom-right", xlabel="relative weight change ‖ΔW_rec‖/‖W0‖",
+            ylabel="kernel alignment K0·Kt"), streams=[self.points])
+
+    def start_polling(self) -> None:
+        """Register the periodic poll (server session or notebook kernel)."""
+        if self._callback is None:
+            self._callback = pn.state.add_periodic_callback(self.poll, period=self.period)
+
+    def stop_polling(self) -> None:
+        if self._callback is not None:
+            try:
+                self._callback.stop()
+            except Exception:
+                pass
+            self._callback = None
+
+    def __panel__(self):
+        return self._layout
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        if not pn.extension._loaded:
+            pn.extension()
+        return super()._repr_mimebundle_(include, exclude)
+
+
+class RegimeMap(pn.viewable.Viewer):
+    """Heat map of a sweep metric over two grid dims (other dims averaged, failed points skipped)."""
+
+    var = param.Selector(default=None, objects=[], doc="Metric to show.")
+    x = param.Selector(default=None, objects=[], doc="Grid dim on the x axis.")
+    y = param.Selector(default=None, objects=[], doc="Grid dim on the y axis.")
+
+    def __init__(self, ds, var: str = "kernel_alignment", x: str | None = None, y: str | None = None, **params):
+        super().__init__(**params)
+        self.ds = ds
+        dims = list(ds.dims)
+        metrics = [v for v in ds.data_vars if v not in ("status", "error") and ds[v].dtype.kind == "f"]
+        self.param.var.objects, self.param.x.objects, self.param.y.objects = metrics, dims, dims
+        self.var = var if var in metrics else metrics[0]
+        self.x = x or dims[0]
+        self.y = y or (dims[1] if len(dims) > 1 else dims[0])
+        self.pipe = Pipe(data=self._frame())
+        self.param.watch(lambda *_: self.pipe.send(self._frame()), ["var", "x", "y"])
+
+    def _frame(self) -> pd.DataFrame:
+        da = grid_summary(self.ds, self.var, self.x, self.y if self.y != self.x else None)
+        frame = da.to_dataframe(name="value").reset_index()
+        if self.y == self.x:
+            frame["_y"] = 0
+        for c in (self.x, self.y):
+            frame[c] = frame[c].astype(str)  # categorical axes: grids are rarely evenly spaced
+        return frame
+
+    def plot(self):
+        return hv.DynamicMap(lambda data: hv.HeatMap(data, [self.x, self.y if self.y != self.x else "_y"], "value").opts(
+            cmap="viridis", colorbar=True, tools=["hover"], width=420, height=320, title=f"{self.var} (mean over other dims)"),
+            streams=[self.pipe])
+
+    def __panel__(self):
+        return pn.Row(pn.Param(self.param, parameters=["var", "x", "y"], show_name=False), self.plot())
