@@ -154,7 +154,8 @@ class TrainingMonitor(pn.viewable.Viewer):
             return hv.Curve(data, "step", _name, label=label or "")
 
         dmap = hv.DynamicMap(element, streams=[self._buffers[name]])
-        opts = dict(responsive=True, height=self.plot_height, framewise=True, tools=["hover"], show_grid=True)
+        opts = dict(responsive=True, height=self.plot_height, framewise=True, tools=["hover"], show_grid=True,
+                    padding=(0, 0.1))
         if title:
             opts["title"] = title
         return dmap.opts(hv.opts.Curve(**opts))
@@ -163,6 +164,10 @@ class TrainingMonitor(pn.viewable.Viewer):
         overlay = None
         for name in self._loss_columns:
             curve = self._curve(name, label=name)
+            if name != "loss":  # evaluations are sparse (every eval_every steps): mark each measurement
+                dots = hv.DynamicMap(lambda data, _n=name: hv.Scatter(data, "step", _n, label=_n),
+                                     streams=[self._buffers[name]]).opts(hv.opts.Scatter(size=6, framewise=True))
+                curve = curve * dots
             overlay = curve if overlay is None else overlay * curve
         return overlay.opts(hv.opts.Overlay(title="loss", legend_position="top_right", responsive=True,
                                             height=self.plot_height + 40))

@@ -1,0 +1,143 @@
+"""Browser test: the served dashboard in Debian's chromium, driven by Playwright (Python).
+
+Serves ``python -m widgets.serve`` on a free port in a subprocess, loads it, clicks Step and Start,
+checks through BokehJS (``Bokeh.documents``; Bokeh renders inside shadow DOM) that the loss plot's data
+source gained points, clicks Stop, checks the run stopped (status line, and no more points arrive),
+and saves a screenshot in the test's tmp dir.
+
+Skips with the reason when chromium or Playwright is missing — except under ``CI=true``, where a
+missing browser is a failure. Install the browser with ``make browser`` (``apt-get install chromium``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-gpu"]
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+# Counts of points per plotted column, and the status line, read from the page's Bokeh documents.
+READ_STATE = """() => {
+  const counts = {}; let status = "";
+  for (const doc of (window.Bokeh?.documents ?? [])) {
+    for (const m of doc.all_models) {
+      const data = m.data;
+      if (data && typeof data === "object" && "step" in data) {
+        for (const k of ["loss", "lr", "grad_norm", "val_loss"]) {
+          if (k in data) counts[k] = (counts[k] ?? 0) + data[k].length;
+        }
+      }
+      if (typeof m.text === "string") {  // Panel's Markdown: escaped HTML; keep its plain text
+        const plain = new DOMParser().parseFromString(m.text, "text/html").documentElement.textContent;
+        const text = new DOMParser().parseFromString(plain, "text/html").documentElement.textContent;
+        if (text.includes("status ")) status = text;
+      }
+    }
+  }
+  return {counts, status};
+}"""
+
+
+def _browser_or_skip() -> str:
+    exe = shutil.which("chromium")
+    reason = None
+    if exe is None:
+        reason = "Debian's chromium is not installed (run `make browser` or `apt-get install -y chromium`)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            reason = "the playwright Python package is not installed (pip install playwright)"
+    if reason:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true: browser tests must run, but {reason}.")
+        pytest.skip(reason)
+    return exe
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def dashboard(tmp_path):
+    """The dashboard served on a free port; yields its URL, stops the server afterwards."""
+    port = _free_port()
+    env = dict(os.environ, OMP_NUM_THREADS="1", WORKBENCH_TORCH_THREADS="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
+               TOKENIZERS_PARALLELISM="false")
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "widgets.serve", "--port", str(port), "--n-docs", "100",
+                             "--max-running", "2", "--results-dir", str(tmp_path / "results")],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the dashboard server exited with {proc.returncode}: {(tmp_path / 'server.log').read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(url, timeout=60).read()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    pytest.fail("the dashboard server did not answer within 120 s")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_dashboard_step_start_stop_in_chromium(dashboard, tmp_path):
+    exe = _browser_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 950})
+            page.goto(dashboard)
+            step = page.get_by_role("button", name="Step", exact=True)
+            expect(step).to_be_visible(timeout=90_000)
+            state = page.evaluate(READ_STATE)
+            assert state["counts"].get("loss") == 0, state  # the loss plot exists and is empty
+
+            step.click()
+            page.wait_for_function(f"() => ({READ_STATE})().counts.loss >= 1", timeout=60_000)
+
+            page.get_by_role("button", name="Start", exact=True).click()
+            page.wait_for_function(f"() => ({READ_STATE})().counts.loss >= 8", timeout=90_000)
+            running = page.evaluate(READ_STATE)
+            assert "running" in running["status"], running
+            assert running["counts"]["lr"] == running["counts"]["loss"] and running["counts"].get("grad_norm", 0) >= 8
+
+            page.get_by_role("button", name="Stop", exact=True).click()
+            page.wait_for_function(f"() => ({READ_STATE})().status.includes('stopped')", timeout=60_000)
+            stopped = page.evaluate(READ_STATE)["counts"]["loss"]
+            page.wait_for_timeout(2000)
+            after = page.evaluate(READ_STATE)
+            assert after["counts"]["loss"] == stopped, "points kept arriving after Stop"
+            expect(page.get_by_role("button", name="Start", exact=True)).to_be_enabled()
+            shot = tmp_path / "dashboard.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+        finally:
+            browser.close()
