@@ -27,6 +27,7 @@ only; PEFT wraps and may rewrite it — pass a copy if you need it again, :func:
 from __future__ import annotations
 
 import copy
+import re
 
 import param
 from torch import nn
@@ -150,8 +151,8 @@ class FineTune(Run):
         except ImportError as exc:
             raise ConfigError(f"Live intruders need workbench.spectra ({exc}); set intruders_every=0 to train "
                               "without them.") from None
-        return SpectraProbe(every=self.intruders_every, k=self.intruder_k, eps=self.intruder_eps,
-                            include=self.target_matrices)
+        pattern = "^(" + "|".join(re.escape(n) for n in self.target_matrices) + ")$"
+        return SpectraProbe(every=self.intruders_every, k=self.intruder_k, eps=self.intruder_eps, include=pattern)
 
     # ------------------------------------------------------------------ results
     def scaling(self) -> float:
