@@ -20,9 +20,13 @@ import torch
 
 from ..errors import ConfigError
 
-DEFAULTS = dict(task="two_afc", n_hidden=64, rank=0, alignment=None, scale=1.0, gain=1.25, seed=0, data_seed=0,
+DEFAULTS = dict(task="two_afc", init=None, n_hidden=64, rank=0, alignment=None, scale=1.0, gain=1.25, seed=0, data_seed=0,
                 steps=300, lr=0.003, momentum=0.9, batch_size=32, n_train=512, n_probe=32, grad_clip=0.0, threads=None)
-"""Defaults: rank 0 = full rank; alignment None = plain low-rank (a number in [0, 1] = the ``aligned`` recipe)."""
+"""Defaults: rank 0 = full rank; alignment None = plain low-rank (a number in [0, 1] = the ``aligned`` recipe).
+``init`` (optional) names the condition and overrides both: ``"full"`` (rank ignored), ``"low_rank"``
+(``rank``, not aligned) or ``"aligned"`` (``rank``, ``alignment`` or 1.0) — handy as one sweep dim."""
+
+INITS = ("full", "low_rank", "aligned")
 
 
 def build_trial(config: dict):
@@ -39,6 +43,15 @@ def build_trial(config: dict):
     if unknown:
         raise ConfigError(f"Unknown trial setting(s) {unknown}; known: {', '.join(DEFAULTS)}.")
     c = {**DEFAULTS, **config}
+    if c["init"] is not None:
+        if c["init"] not in INITS:
+            raise ConfigError(f"init must be one of {INITS} (or None), got {c['init']!r}.")
+        if c["init"] == "full":
+            c["rank"], c["alignment"] = 0, None
+        elif c["init"] == "low_rank":
+            c["alignment"] = None
+        elif c["alignment"] is None:
+            c["alignment"] = 1.0
     ds = data_mod.load(c["task"], n_train=int(c["n_train"]), n_val=max(int(c["n_probe"]), 2), seed=int(c["data_seed"]))
     model = rnn(d_in=ds.info["d_in"], n_hidden=int(c["n_hidden"]), d_out=ds.info["d_out"], seed=int(c["seed"]))
     apply(model, "gaussian", include="^weight_rec$", gain=float(c["gain"]) * float(c["scale"]), seed=int(c["seed"]))
