@@ -28,10 +28,10 @@
 # init (the task's first gradient), at the same Frobenius norm.
 
 # %% tags=["parameters"]
-n_hidden: int = 48  # RNN width N (the paper uses 300; smaller for time)
+n_hidden: int = 100  # RNN width N (the paper uses 300; smaller for time)
 rank: int = 1  # rank of the low-rank and aligned inits
-n_seeds: int = 4  # seeds per condition (init and data order)
-steps: int = 150  # SGD steps per run
+n_seeds: int = 5  # seeds per condition (init and data order)
+steps: int = 300  # SGD steps per run
 lr: float = 0.003  # SGD learning rate (the authors')
 momentum: float = 0.9  # SGD momentum (the authors')
 grad_clip: float = 1.0  # clip the gradient norm (0 = off); the aligned init can otherwise blow up

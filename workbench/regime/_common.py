@@ -44,13 +44,14 @@ def probe_batch(run_or_data, batch, n_examples: int, split: str = "val") -> dict
         return src.take(range(min(n_examples, len(src))))
     if isinstance(batch, torch.Tensor):
         batch = {"x": batch}
-    if not isinstance(batch, dict) or "x" not in batch:
-        raise ConfigError(f"A probe batch must be a dict with an 'x' tensor (and 'y' for task alignment), got {type(batch).__name__}.")
-    if data is not None and "x" in data.train.tensors:
-        ref = data.train.tensors["x"]
-        if tuple(batch["x"].shape[1:]) != tuple(ref.shape[1:]) or batch["x"].is_floating_point() != ref.is_floating_point():
-            raise ConfigError(f"The probe batch x has per-example shape {tuple(batch['x'].shape[1:])} ({batch['x'].dtype}) but the "
-                              f"run's data has {tuple(ref.shape[1:])} ({ref.dtype}); build the batch from the same task.")
+    if not isinstance(batch, dict) or not batch or not all(isinstance(v, torch.Tensor) for v in batch.values()):
+        raise ConfigError(f"A probe batch must be a dict of tensors (e.g. {{'x': ..., 'y': ...}}), got {type(batch).__name__}.")
+    if data is not None:
+        for key, ref in data.train.tensors.items():
+            got = batch.get(key)
+            if got is not None and (tuple(got.shape[1:]) != tuple(ref.shape[1:]) or got.is_floating_point() != ref.is_floating_point()):
+                raise ConfigError(f"The probe batch {key} has per-example shape {tuple(got.shape[1:])} ({got.dtype}) but the "
+                                  f"run's data has {tuple(ref.shape[1:])} ({ref.dtype}); build the batch from the same task.")
     return dict(batch)
 
 

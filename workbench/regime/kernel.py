@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, jacrev, vmap
 
+from ..errors import ConfigError
 from ..probes import PROBES, Probe
 from ._common import check_forward, model_device, probe_batch, select_params
 
@@ -109,6 +110,8 @@ class KernelAlignment(Probe):
         model = run.model
         self.names = select_params(model, self.params_spec)
         self.batch = probe_batch(run, self.batch, self.n_examples)
+        if "x" not in self.batch:
+            raise ConfigError(f"KernelAlignment needs a model called as model(x) and a batch with 'x'; got keys {sorted(self.batch)}.")
         x = self.batch["x"].to(model_device(model))
         out = check_forward(model, x)
         self.o = _per_example(out, self.output).shape[1]

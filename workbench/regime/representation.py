@@ -88,6 +88,8 @@ class RepresentationAlignment(Probe):
 
     def setup(self, run) -> None:
         self.batch = probe_batch(run, self.batch, self.n_examples)
+        if "x" not in self.batch:
+            raise ConfigError(f"RepresentationAlignment needs a batch with 'x'; got keys {sorted(self.batch)}.")
         try:
             self.h0 = hidden_representation(run.model, self.batch["x"].to(model_device(run.model)), self.layer)
         except (RuntimeError, IndexError) as exc:

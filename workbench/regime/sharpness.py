@@ -16,6 +16,7 @@ from __future__ import annotations
 import param
 import torch
 from torch.func import grad, vjp
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..probes import PROBES, Probe
 from ._common import Bound, probe_batch, select_params
@@ -36,8 +37,15 @@ def loss_function(model, batch: dict, names: list[str], loss_fn):
 
 def hvp_operator(f, params: dict):
     """``v ↦ H v`` for the Hessian of ``f`` at ``params`` (one reverse linearization, reused for every v)."""
-    _, vjp_fn = vjp(grad(f), params)
-    return lambda v: vjp_fn(v)[0]
+    # Second derivatives need the math attention kernel (flash/efficient SDPA have no double backward).
+    with sdpa_kernel([SDPBackend.MATH]):
+        _, vjp_fn = vjp(grad(f), params)
+
+    def apply(v: dict) -> dict:
+        with sdpa_kernel([SDPBackend.MATH]):
+            return vjp_fn(v)[0]
+
+    return apply
 
 
 def hvp(f, params: dict, v: dict) -> dict:
