@@ -26,7 +26,7 @@ import torch
 import xarray as xr
 
 from ..errors import ConfigError
-from .core import (_check_finite, effective_rank_sv, group_by_shape, matrices_of, numerical_rank_sv, stable_rank_sv, stack,
+from .core import (_check_finite, effective_rank_sv, group_by_shape, matrices_of, numerical_rank_sv, stable_rank_sv, stack, svd, svdvals,
                    _model_device)
 from .intruders import _check_pair, check_intruder_args, max_abs_cos
 
@@ -77,9 +77,9 @@ def compare(base, tuned, k: int = 10, eps: float = 0.5, *, include=None, exclude
             w = stack(t, group, dev).to(w0.dtype)  # [g, m, n]
             _check_finite(w0, f"base matrices {group}")
             _check_finite(w, f"tuned matrices {group}")
-            u0, s0, _ = torch.linalg.svd(w0, full_matrices=False)  # [g, m, r], [g, r]
-            u, s, _ = torch.linalg.svd(w, full_matrices=False)
-            sd = torch.linalg.svdvals(w - w0)  # [g, r]
+            u0, s0, _ = svd(w0)  # [g, m, r], [g, r]
+            u, s, _ = svd(w)
+            sd = svdvals(w - w0)  # [g, r]
             kk = min(int(k), s.shape[-1])
             cos = max_abs_cos(u[..., :kk], u0)  # [g, kk]
             angles = principal_angles(u0[..., :kk], u[..., :kk])  # [g, kk]

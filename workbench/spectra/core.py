@@ -77,7 +77,7 @@ def _check_finite(s: torch.Tensor, what: str) -> None:
 def singular_values(matrix) -> torch.Tensor:
     """All singular values of ``matrix``, descending (fp32, or fp64 for fp64 input), on its device."""
     m = as_matrix(matrix)
-    return torch.linalg.svdvals(m)
+    return svdvals(m)
 
 
 def effective_rank_sv(s: torch.Tensor, shape: tuple[int, int] | None = None) -> torch.Tensor:
@@ -223,6 +223,23 @@ def stack(matrices: Mapping[str, torch.Tensor], names: list[str], device=None) -
     return torch.stack([matrices[n].detach().to(device=dev, dtype=dtype) for n in names])
 
 
+def svdvals(batch: torch.Tensor) -> torch.Tensor:
+    """Singular values of ``[..., m, n]``, descending, computed on the tall orientation.
+
+    ``torch.linalg.svdvals`` (LAPACK ``gesdd``) is about 3× slower on a wide row-major matrix than on its
+    transpose (measured: 768×3072 fp32 3.1 s vs 1.0 s on one core); the singular values are the same.
+    """
+    return torch.linalg.svdvals(batch.mT if batch.shape[-2] < batch.shape[-1] else batch)
+
+
+def svd(batch: torch.Tensor):
+    """Thin SVD ``(U [..., m, r], S [..., r], Vh [..., r, n])`` of ``[..., m, n]``, computed on the tall orientation."""
+    if batch.shape[-2] < batch.shape[-1]:
+        u, s, vh = torch.linalg.svd(batch.mT, full_matrices=False)  # Wᵀ = U S Vh  ⇒  W = Vhᵀ S Uᵀ
+        return vh.mT, s, u.mT
+    return torch.linalg.svd(batch, full_matrices=False)
+
+
 def top_singular(batch: torch.Tensor, k: int, niter: int = 6, oversample: int = 32):
     """Randomized top-``k`` SVD of a batch ``[b, m, n]`` (``torch.svd_lowrank``, Halko et al. 2011).
 
@@ -234,7 +251,7 @@ def top_singular(batch: torch.Tensor, k: int, niter: int = 6, oversample: int = 
     k = min(int(k), r)
     q = min(k + int(oversample), r)
     if q >= r or 2 * q >= r:  # a randomized sketch this wide saves nothing: do it exactly
-        u, s, vh = torch.linalg.svd(batch, full_matrices=False)
+        u, s, vh = svd(batch)
         return u[..., :k], s[..., :k], vh[..., :k, :].transpose(-2, -1)
     u, s, v = torch.svd_lowrank(batch, q=q, niter=int(niter))
     return u[..., :k], s[..., :k], v[..., :k]
@@ -311,7 +328,7 @@ def model_spectra(model, *, include=None, exclude=None, embeddings: bool = True,
             _check_finite(batch, f"one of the matrices {group}")
             fro_sq = batch.pow(2).sum((-2, -1))  # [b]
             if top_k is None:
-                s = torch.linalg.svdvals(batch)  # [b, r]
+                s = svdvals(batch)  # [b, r]
             else:
                 _, s, _ = top_singular(batch, top_k, niter, oversample)  # [b, k]
             if top_k is None:

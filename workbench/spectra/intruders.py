@@ -25,7 +25,7 @@ import torch
 import xarray as xr
 
 from ..errors import ConfigError
-from .core import as_matrix, group_by_shape, matrices_of, stack, top_singular
+from .core import as_matrix, group_by_shape, matrices_of, stack, svd, top_singular
 
 METHODS = ("exact", "lowrank")
 
@@ -66,7 +66,7 @@ def _check_pair(base: torch.Tensor, tuned: torch.Tensor, name: str = "") -> None
 
 def left_singular_vectors(matrix) -> torch.Tensor:
     """All left singular vectors ``U [m, min(m, n)]`` of ``matrix`` (fp32 SVD), columns by descending σ."""
-    return torch.linalg.svd(as_matrix(matrix), full_matrices=False)[0]
+    return svd(as_matrix(matrix))[0]
 
 
 def max_abs_cos(tuned_u: torch.Tensor, base_u: torch.Tensor) -> torch.Tensor:
@@ -80,7 +80,7 @@ def tuned_top_k(batch: torch.Tensor, k: int, method: str = "exact", niter: int =
     if method == "lowrank":
         u, s, v = top_singular(batch, k, niter, oversample)
         return u, s, v.transpose(-2, -1)
-    u, s, vh = torch.linalg.svd(batch, full_matrices=False)
+    u, s, vh = svd(batch)
     return u[..., :k], s[..., :k], vh[..., :k, :]
 
 
@@ -142,7 +142,7 @@ class BaseVectors:
             sub = {n: reference[n] for n in missing}
             for (_shape, _), group in group_by_shape(sub).items():
                 batch = stack(sub, group, dev)  # [b, m, n]
-                u = torch.linalg.svd(batch, full_matrices=False)[0]  # [b, m, r]
+                u = svd(batch)[0]  # [b, m, r]
                 for j, n in enumerate(group):
                     self._cache[n] = (reference[n], u[j])
                 self.computed += len(group)

@@ -28,7 +28,7 @@ import xarray as xr
 from ..errors import ConfigError
 from ..matrices import weight_matrices
 from ..probes import PROBES, Probe
-from .core import _check_finite, effective_rank_sv, group_by_shape, stable_rank_sv, stack, top_singular
+from .core import _check_finite, effective_rank_sv, group_by_shape, stable_rank_sv, stack, svd, svdvals, top_singular
 from .intruders import METHODS, BaseVectors, check_intruder_args, max_abs_cos
 
 
@@ -91,10 +91,10 @@ class SpectraProbe(Probe):
             s = u = None
             comparable = [n for n in group if ref is not None and n in ref and tuple(ref[n].shape) == shape]
             if self.intruders and comparable and self.method == "exact":
-                u, s, _ = torch.linalg.svd(batch, full_matrices=False)  # [g, m, r], [g, r]
+                u, s, _ = svd(batch)  # [g, m, r], [g, r]
                 u = u[..., : self.k]
             elif want_s:
-                s = torch.linalg.svdvals(batch)  # [g, r]
+                s = svdvals(batch)  # [g, r]
             if self.intruders and comparable and u is None:
                 u = top_singular(batch, self.k, self.niter, self.oversample)[0]  # [g, m, k]
             rows = {n: {} for n in group}
