@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import re
+import time
 
 import param
 from torch import nn
@@ -113,8 +114,11 @@ class FineTune(Run):
         self.reference = reference if reference is not None else Snapshot.from_model(base)
         batches = [to_device(self.data.train.batch_at(i, self.batch_size, self.seed), device)
                    for i in range(self.init_batches)]
+        t0 = time.perf_counter()
         self.model = adapters.build(base, self.method, self.targets, self.rank, self.alpha, self.init, self.dropout,
                                     self.use_rslora, self.use_dora, batches, self.data.loss, self.sb_start, self.lr)
+        #: seconds spent building the adapter (SVDs, gradient / calibration passes of data-driven inits).
+        self.init_seconds = time.perf_counter() - t0
         if self.intruders_every > 0:
             self.add_probe(self._spectra_probe())
             self.add_probe(DeltaProbe(self.target_matrices, every=self.intruders_every))
@@ -165,7 +169,8 @@ class FineTune(Run):
 
     def describe_model(self) -> dict:
         desc = super().describe_model()
-        desc["finetune"] = {"method": self.method, "targets": len(self.targets), "scaling": self.scaling()}
+        desc["finetune"] = {"method": self.method, "targets": len(self.targets), "scaling": self.scaling(),
+                            "init_seconds": round(self.init_seconds, 4)}
         return desc
 
 

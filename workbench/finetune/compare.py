@@ -1,0 +1,95 @@
+"""Side-by-side results of several fine-tuning runs: one ``xarray.Dataset`` over ``run`` (× ``step`` / ``matrix``).
+
+What the lab's notebooks save and the compare-runs panel plots:
+
+* over ``run × step``: ``loss`` (task, train), ``val_loss`` (task, held out), ``pretrain_loss`` (forgetting),
+  ``intruders_total``;
+* over ``run × matrix`` at the last measured step: ``intruders``, ``delta_effective_rank``, ``delta_norm``;
+* over ``run``: the settings (``method``, ``rank``, ``init``, ``use_rslora``, ``scaling``, ``trainable``) and
+  the final numbers (``final_val_loss``, ``final_pretrain_loss``, ``forgetting`` = final − step-0
+  ``pretrain_loss``, ``final_intruders``, ``mean_delta_effective_rank``).
+
+>>> ds = compare_runs([full, lora_r1, lora_r8])          # doctest: +SKIP
+>>> ds.final_intruders.to_series()                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from ..errors import ConfigError
+
+STEP_VARS = ("loss", "val_loss", "pretrain_loss", "intruders_total")
+MATRIX_VARS = ("intruders", "delta_effective_rank", "delta_norm")
+
+
+def run_label(run) -> str:
+    """``label`` if set, else e.g. ``full``, ``lora r=8``, ``lora r=64 rs``, ``lora r=8 pissa``, ``lora_sb r=8``."""
+    if run.label:
+        return run.label
+    if run.method == "full":
+        return "full"
+    text = f"{run.method} r={run.rank}"
+    if run.use_rslora:
+        text += " rs"
+    if run.use_dora:
+        text += " dora"
+    if run.method == "lora" and run.init != "default":
+        text += f" {run.init}"
+    return text
+
+
+def _last(da: xr.DataArray) -> xr.DataArray:
+    """Values at the last step where the variable was measured (NaN steps dropped)."""
+    valid = da.dropna("step", how="all")
+    return valid.isel(step=-1) if valid.sizes.get("step", 0) else da.isel(step=-1) * np.nan
+
+
+def summarize(run) -> xr.Dataset:
+    """One run's comparison row (dims ``step`` and ``matrix``), from its record."""
+    rec = run.record
+    label = run_label(run)
+    out = xr.Dataset({name: rec[name] for name in STEP_VARS if name in rec})
+    for name in MATRIX_VARS:
+        if name in rec:
+            out[name] = _last(rec[name])
+            out[name] = out[name].drop_vars("step", errors="ignore")
+    scalars = {"method": run.method, "rank": run.rank if run.method != "full" else 0,
+               "init": run.init if run.method == "lora" else run.method, "use_rslora": bool(run.use_rslora),
+               "scaling": float(run.scaling()), "trainable": run.describe_model()["trainable"],
+               "steps": run.global_step, "init_seconds": float(getattr(run, "init_seconds", np.nan))}
+    for key, value in scalars.items():
+        out[key] = value
+    if "val_loss" in rec:
+        out["final_val_loss"] = float(_last(rec.val_loss))
+    if "pretrain_loss" in rec:
+        pl = rec.pretrain_loss.dropna("step")
+        out["final_pretrain_loss"] = float(pl.isel(step=-1)) if pl.sizes["step"] else np.nan
+        out["forgetting"] = float(pl.isel(step=-1) - pl.isel(step=0)) if pl.sizes["step"] else np.nan
+    if "intruders" in rec:
+        out["final_intruders"] = float(_last(rec.intruders).sum())
+    if "delta_effective_rank" in rec:
+        out["mean_delta_effective_rank"] = float(_last(rec.delta_effective_rank).mean())
+    return out.expand_dims(run=[label])
+
+
+def compare_runs(runs) -> xr.Dataset:
+    """Stack :func:`summarize` of several runs along ``run`` (labels must be unique)."""
+    runs = list(runs)
+    if not runs:
+        raise ConfigError("compare_runs needs at least one fine-tuning run.")
+    labels = [run_label(r) for r in runs]
+    dupes = sorted({x for x in labels if labels.count(x) > 1})
+    if dupes:
+        raise ConfigError(f"Runs to compare need distinct labels; {dupes} appear more than once. Set label= on them.")
+    parts = [summarize(r) for r in runs]
+    return xr.concat(parts, dim="run", join="outer", data_vars="all", coords="minimal", compat="override")
+
+
+def summary_table(ds: xr.Dataset):
+    """A ``pandas.DataFrame`` with one row per run and the final numbers (what the notebooks print)."""
+    cols = [c for c in ("method", "rank", "init", "use_rslora", "scaling", "trainable", "init_seconds", "final_val_loss",
+                        "final_pretrain_loss", "forgetting", "final_intruders", "mean_delta_effective_rank")
+            if c in ds]
+    return ds[cols].to_dataframe()[cols]
