@@ -1,0 +1,243 @@
+"""Spectrum views: explore singular spectra, watch effective rank and intruders live, analyse a model in one call.
+
+>>> import widgets.spectrum as ws
+>>> ws.analyse(model)                       # table + effective-rank bars + spectrum explorer   # doctest: +SKIP
+>>> ws.analyse(tuned, reference=base)       # … plus intruder counts and base-vs-tuned spectra  # doctest: +SKIP
+>>> widgets.view(probe)                     # live heatmaps of a SpectraProbe's run              # doctest: +SKIP
+
+* :class:`SpectrumExplorer` — pick a matrix; its base and current singular values on log–log axes. For a run
+  the base is ``run.reference`` (W0) and the current spectrum follows the probe's ``singular_values`` array
+  while training (or is recomputed with Refresh).
+* :class:`SpectraMonitor` — heatmaps matrix × step of ``effective_rank`` and ``intruders`` that update while
+  training: a periodic callback reads ``run.history.arrays_since(name, cursor)`` with its own cursors and
+  pushes the (bounded) table into a ``Pipe``. Registered as the view of :class:`~workbench.spectra.SpectraProbe`.
+* :func:`analyse` — a :class:`SpectraReport` for a loaded model (optionally against a reference).
+
+The science (SVDs, ranks, intruders) is all :mod:`workbench.spectra`; these classes only arrange and plot it.
+"""
+
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+from holoviews.streams import Pipe
+
+from workbench.spectra import SpectraProbe, compare, model_spectra, spectra_table
+
+from .monitor import error_text
+from .registry import register_view
+
+hv.renderer("bokeh")
+
+_CURVE_COLUMNS = ["index", "sigma", "which"]
+
+
+def _spectrum_frame(values: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Long table (index from 1, σ, which) for log–log curves; zeros and NaN dropped (log axes)."""
+    parts = []
+    for which, sv in values.items():
+        sv = np.asarray(sv, dtype=float)
+        keep = np.isfinite(sv) & (sv > 0)
+        parts.append(pd.DataFrame({"index": np.arange(1, len(sv) + 1)[keep], "sigma": sv[keep], "which": which}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_CURVE_COLUMNS)
+
+
+class SpectrumExplorer(pn.viewable.Viewer):
+    """Base vs current singular values of one matrix (log–log). ``source``: a model, a Run, or a spectra Dataset."""
+
+    matrix = param.Selector(default=None, objects=[], doc="The weight matrix shown.")
+    period = param.Integer(default=500, bounds=(50, None), doc="Poll a run's history every this many ms.")
+    prefix = param.String(default="", doc="Prefix of the SpectraProbe whose singular_values are followed.")
+
+    def __init__(self, source, reference=None, **params):
+        super().__init__(**params)
+        from workbench.run import Run
+
+        self.run = source if isinstance(source, Run) else None
+        self.model = source.model if self.run is not None else source
+        self.reference = reference if reference is not None else (self.run.reference if self.run is not None else None)
+        self._current = source if hasattr(source, "data_vars") else None  # a precomputed Dataset
+        self._base = reference if hasattr(reference, "data_vars") else None
+        self._cursor = 0
+        self._callback = None
+        self.pipe = Pipe(data=pd.DataFrame(columns=_CURVE_COLUMNS))
+        self.refresh_button = pn.widgets.Button(label="Refresh", description="Recompute the current spectra now")
+        self.refresh_button.on_click(lambda _e: self.refresh())
+        self.alert = pn.pane.Alert("", alert_type="danger", visible=False)
+        self.refresh()
+        self.select = pn.widgets.Select.from_param(self.param.matrix, sizing_mode="stretch_width")
+        plot = hv.DynamicMap(self._plot, streams=[self.pipe])
+        self._layout = pn.Column(pn.Row(self.select, self.refresh_button, align="end"), self.alert,
+                                 pn.pane.HoloViews(plot, sizing_mode="stretch_width", height=320),
+                                 sizing_mode="stretch_width")
+        if self.run is not None:
+            self._callback = pn.state.add_periodic_callback(self.poll, period=self.period)
+
+    def __panel__(self):
+        return self._layout
+
+    def _plot(self, data):
+        curves = [hv.Curve(data[data.which == w], "index", "sigma", label=str(w)) for w in dict.fromkeys(data.which)]
+        overlay = hv.Overlay(curves or [hv.Curve([], "index", "sigma")])
+        return overlay.opts(hv.opts.Curve(logx=True, logy=True, tools=["hover"], responsive=True, height=300,
+                                          framewise=True, show_grid=True, xlabel="index (1 = largest)", ylabel="σ"),
+                            hv.opts.Overlay(title=str(self.matrix or ""), legend_position="top_right"))
+
+    def refresh(self) -> None:
+        """Recompute the current (and, once, the base) spectra with :func:`model_spectra` and redraw."""
+        try:
+            if self.model is not None and not hasattr(self.model, "data_vars"):
+                self._current = model_spectra(self.model, alpha=False)
+            self._ensure_base()
+            names = list(self._current.matrix.values)
+            self.param.matrix.objects = names
+            if self.matrix not in names:
+                self.matrix = names[0]
+            self._send()
+            self.alert.visible = False
+        except Exception as exc:  # shown, never a traceback in the UI
+            self.alert.object, self.alert.visible = error_text(exc), True
+
+    def _ensure_base(self) -> None:
+        if self.reference is None and self.run is not None:
+            self.reference = self.run.reference  # set when the run is set up (first step)
+        if self._base is None and self.reference is not None:
+            self._base = model_spectra(self.reference, alpha=False)  # once: W0 does not change
+
+    def poll(self) -> None:
+        """Follow the probe's latest ``singular_values`` entry in the run's history (periodic callback)."""
+        try:
+            self._ensure_base()
+            items, self._cursor = self.run.history.arrays_since(self.prefix + "singular_values", self._cursor)
+            if items:
+                step, latest = items[-1]
+                self._current = latest.to_dataset(name="singular_values")
+                self._send(label=f"step {step}")
+        except Exception as exc:
+            self.alert.object, self.alert.visible = error_text(exc), True
+
+    @param.depends("matrix", watch=True)
+    def _send(self, label: str = "current") -> None:
+        if self._current is None or self.matrix is None:
+            return
+        values = {}
+        if self._base is not None and self.matrix in self._base.matrix.values:
+            values["base (W0)"] = self._base.singular_values.sel(matrix=self.matrix).values
+        values[label] = self._current.singular_values.sel(matrix=self.matrix).values
+        self.pipe.send(_spectrum_frame(values))
+
+    def stop_polling(self) -> None:
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+
+
+class SpectraMonitor(pn.viewable.Viewer):
+    """Live heatmaps matrix × step of a run's ``effective_rank`` and ``intruders`` (logged by a SpectraProbe)."""
+
+    period = param.Integer(default=500, bounds=(50, None), doc="Poll the history every this many ms.")
+    max_steps_shown = param.Integer(default=200, bounds=(2, None), doc="Most recent measured steps kept per heatmap.")
+    prefix = param.String(default="", doc="The probe's name prefix.")
+    metrics = param.List(default=["effective_rank", "intruders"], doc="Per-matrix arrays shown as heatmaps.")
+
+    def __init__(self, run, explorer: bool = True, **params):
+        super().__init__(**params)
+        self.run = run
+        self._cursors = {m: 0 for m in self.metrics}
+        self._tables: dict[str, dict[int, pd.Series]] = {m: {} for m in self.metrics}
+        self.pipes = {m: Pipe(data=pd.DataFrame({"step": [], "matrix": [], m: []})) for m in self.metrics}
+        self.alert = pn.pane.Alert("", alert_type="danger", visible=False)
+        maps = [pn.pane.HoloViews(hv.DynamicMap(lambda data, _m=m: self._heatmap(data, _m), streams=[self.pipes[m]]),
+                                  sizing_mode="stretch_width", height=360) for m in self.metrics]
+        self.explorer = SpectrumExplorer(run, prefix=self.prefix) if explorer else None
+        self._layout = pn.Column(pn.pane.Markdown(f"### Spectra · {getattr(run, 'label', '') or getattr(run, 'run_id', '')}"),
+                                 self.alert, pn.Row(*maps, sizing_mode="stretch_width"),
+                                 *([self.explorer] if self.explorer else []), sizing_mode="stretch_width")
+        self._callback = pn.state.add_periodic_callback(self.poll, period=self.period)
+
+    def __panel__(self):
+        return self._layout
+
+    @staticmethod
+    def _heatmap(data, metric):
+        return hv.HeatMap(data, ["step", "matrix"], metric).opts(
+            cmap="viridis", colorbar=True, tools=["hover"], responsive=True, height=340, framewise=True,
+            title=metric.replace("_", " "), xlabel="step", yaxis="left", fontsize={"yticks": 7})
+
+    def poll(self) -> None:
+        """Read new per-matrix arrays from the history and redraw (what the periodic callback runs)."""
+        try:
+            with pn.io.hold():
+                for m in self.metrics:
+                    items, self._cursors[m] = self.run.history.arrays_since(self.prefix + m, self._cursors[m])
+                    if not items:
+                        continue
+                    table = self._tables[m]
+                    for step, da in items:
+                        table[step] = da.to_series()
+                    for old in sorted(table)[: max(0, len(table) - self.max_steps_shown)]:
+                        del table[old]
+                    self.pipes[m].send(self.frame(m))
+            if self.explorer is not None:
+                self.explorer.poll()
+            self.alert.visible = False
+        except Exception as exc:  # an exception would silently kill the periodic callback
+            self.alert.object, self.alert.visible = error_text(exc), True
+
+    def frame(self, metric: str) -> pd.DataFrame:
+        """The long table (step, matrix, value) behind a heatmap."""
+        table = self._tables[metric]
+        if not table:
+            return pd.DataFrame({"step": [], "matrix": [], metric: []})
+        wide = pd.DataFrame(table)  # rows: matrix, columns: step
+        wide.index.name, wide.columns.name = "matrix", "step"
+        return wide.stack().rename(metric).reset_index()[["step", "matrix", metric]]
+
+    def stop_polling(self) -> None:
+        for cb in (self._callback,):
+            if cb is not None:
+                cb.stop()
+        self._callback = None
+        if self.explorer is not None:
+            self.explorer.stop_polling()
+
+
+class SpectraReport(pn.viewable.Viewer):
+    """One model's spectra at a glance: table, effective rank per matrix, explorer, intruders vs a reference."""
+
+    def __init__(self, model, reference=None, k: int = 10, eps: float = 0.5, **params):
+        super().__init__(**params)
+        self.spectra = model_spectra(model)
+        self.comparison = compare(reference, model, k=k, eps=eps) if reference is not None else None
+        table = spectra_table(self.spectra)
+        if self.comparison is not None:
+            table["intruders"] = self.comparison.intruders.to_series().reindex(table.index)
+            table["subspace_overlap"] = self.comparison.subspace_overlap.to_series().reindex(table.index)
+        self.table = table
+        bars = hv.Bars(table.reset_index(), "matrix", "effective_rank").opts(
+            xrotation=60, responsive=True, height=320, tools=["hover"], title="effective rank per matrix", fontsize={"xticks": 7})
+        total = "" if self.comparison is None else f" · intruder dimensions (k={k}, ε={eps}): **{int(self.comparison.intruders.sum())}**"
+        self.explorer = SpectrumExplorer(self.spectra, reference=model_spectra(reference, alpha=False) if reference is not None else None)
+        self._layout = pn.Column(
+            pn.pane.Markdown(f"### Spectra of {type(model).__name__}: {self.spectra.sizes['matrix']} matrices{total}"),
+            pn.pane.HoloViews(bars, sizing_mode="stretch_width", height=340), self.explorer,
+            pn.widgets.Tabulator(table.round(4), height=300, sizing_mode="stretch_width", disabled=True),
+            sizing_mode="stretch_width")
+
+    def __panel__(self):
+        return self._layout
+
+
+def analyse(model, reference=None, k: int = 10, eps: float = 0.5) -> SpectraReport:
+    """The one-call panel for a loaded model (and, with ``reference``, its intruders relative to it)."""
+    return SpectraReport(model, reference=reference, k=k, eps=eps)
+
+
+@register_view(SpectraProbe)
+def _probe_view(probe: SpectraProbe, **kwargs) -> SpectraMonitor:
+    if probe.run is None:
+        raise TypeError("This SpectraProbe is not attached to a run yet: run.add_probe(probe) first.")
+    return SpectraMonitor(probe.run, prefix=probe.prefix, **kwargs)
