@@ -2,7 +2,7 @@
 
 >>> import widgets
 >>> monitor = widgets.view(run)      # or simply display `run` in a notebook cell   # doctest: +SKIP
->>> monitor.poll()                   # what the periodic callback does every `period` ms  # doctest: +SKIP
+>>> monitor.poll()                   # read new history rows into the plots now   # doctest: +SKIP
 
 What it shows:
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -74,11 +75,16 @@ class TrainingMonitor(pn.viewable.Viewer):
                              doc="If set, checkpoints may only be written inside this folder (public dashboards).")
     starter = param.Callable(default=None, allow_None=True,
                              doc="Called as starter(run, n) instead of run.start(n) (e.g. a cap on concurrent runs).")
+    max_ui_share = param.Number(default=0.05, bounds=(0.001, 1),
+                                doc="Target share of time spent re-rendering plots while training (batches updates).")
     plot_height = param.Integer(default=220, doc="Height of each plot in pixels.")
 
     def __init__(self, run: Run, **params):
         super().__init__(run=run, **params)
         self._cursor = 0
+        self._pending: dict[str, list[tuple[int, float]]] = {}  # rows read but not yet sent to the plots
+        self._new_loss_columns: list[str] = []
+        self._next_flush = 0.0
         self._buffers: dict[str, Buffer] = {}
         self._loss_columns: list[str] = ["loss"] + [f"{label}_loss" for label in getattr(run, "evals", {})]
         self._callback = None
@@ -181,7 +187,7 @@ class TrainingMonitor(pn.viewable.Viewer):
     def start_polling(self) -> None:
         """Register the periodic poll (in the current server session or notebook kernel)."""
         if self._callback is None:
-            self._callback = pn.state.add_periodic_callback(self.poll, period=self.period)
+            self._callback = pn.state.add_periodic_callback(lambda: self.poll(force=False), period=self.period)
 
     def stop_polling(self) -> None:
         """Stop the periodic poll (the view stays as it is)."""
@@ -192,21 +198,28 @@ class TrainingMonitor(pn.viewable.Viewer):
                 pass
             self._callback = None
 
-    def poll(self) -> int:
-        """Send history rows since this view's cursor to the plots and refresh the status; returns rows read.
+    def poll(self, force: bool = True) -> int:
+        """Read history rows since this view's cursor, send them to the plots, refresh the status; returns rows read.
 
-        Runs in the server/kernel thread (periodic callback). Never raises: an exception would silently
-        kill a notebook's periodic callback, so it is shown as the message instead.
+        Runs in the server/kernel thread (the periodic callback calls ``poll(force=False)``). Plot updates
+        are HoloViews re-renders, the costly part (tens of ms each on a busy CPU), so unless ``force`` they
+        are batched: after a flush that took ``c`` seconds the next one waits ``c / max_ui_share``, keeping
+        the view's share of the process's time near ``max_ui_share`` however loaded the machine is. The
+        status line is refreshed on every poll. Never raises: an exception would silently kill a
+        notebook's periodic callback, so it is shown as the message instead.
         """
         try:
             history = self.run.history
             if len(history) < self._cursor:  # history truncated (checkpoint loaded): start over
                 self._cursor = 0
+                self._pending.clear()
                 for buf in self._buffers.values():
                     buf.clear()
             rows, self._cursor = history.rows_since(self._cursor)
-            points: dict[str, list[tuple[int, float]]] = {}
-            new_loss_columns = []
+            training = self.run.running  # set False (with the final status) only after the loop's last row
+            if not training:  # the loop may have ended since the read: its last rows are in now
+                more, self._cursor = history.rows_since(self._cursor)
+                rows += more
             for row in rows:
                 for key, value in row.items():
                     if key == "step" or not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -214,23 +227,34 @@ class TrainingMonitor(pn.viewable.Viewer):
                     if key not in self._buffers:
                         if not key.endswith("_loss"):
                             continue
-                        new_loss_columns.append(key)
+                        self._new_loss_columns.append(key)
                         self._buffers[key] = self._new_buffer(key)
                         self._loss_columns.append(key)
                     if math.isfinite(value):
-                        points.setdefault(key, []).append((row["step"], float(value)))
+                        self._pending.setdefault(key, []).append((row["step"], float(value)))
+            now = time.perf_counter()
+            flush = force or now >= self._next_flush or not training
             with pn.io.hold():
-                if new_loss_columns:  # a probe added an eval loss: rebuild the loss overlay once
-                    self.loss_pane.object = self._loss_plot()
-                for key, pts in points.items():
-                    steps, values = zip(*pts)
-                    self._buffers[key].send(pd.DataFrame({"step": np.asarray(steps, dtype="int64"),
-                                                          key: np.asarray(values, dtype="float64")}))
+                if flush and (self._pending or self._new_loss_columns):
+                    self._flush()
+                    cost = time.perf_counter() - now
+                    self._next_flush = time.perf_counter() + cost / self.max_ui_share
                 self._refresh_status()
             return len(rows)
         except Exception as exc:  # noqa: BLE001 - shown to the user, keeps the callback alive
             self._show_error(exc)
             return 0
+
+    def _flush(self) -> None:
+        """Send the pending points into the Buffers (one HoloViews update per plotted column)."""
+        if self._new_loss_columns:  # a probe added an eval loss: rebuild the loss overlay once
+            self._new_loss_columns = []
+            self.loss_pane.object = self._loss_plot()
+        pending, self._pending = self._pending, {}
+        for key, pts in pending.items():
+            steps, values = zip(*pts)
+            self._buffers[key].send(pd.DataFrame({"step": np.asarray(steps, dtype="int64"),
+                                                  key: np.asarray(values, dtype="float64")}))
 
     def _status_text(self) -> str:
         run = self.run
