@@ -1,0 +1,19 @@
+"""lora_vs_full notebook with tiny parameters: every run trains, and the saved results compare them."""
+
+from __future__ import annotations
+
+from workbench import open_record
+
+
+def test_lora_vs_full_tiny(run_notebook, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))  # the tiny base is pre-trained here, not reused
+    path = run_notebook("lora_vs_full", ranks=[1, 2], rslora_rank=2, max_steps=4, batch_size=4, eval_every=2,
+                        eval_batches=1, n_docs=30, pretrain_steps=3, pretrain_docs=20, device="cpu")
+    ds = open_record(path)
+    assert list(ds.run.values) == ["full", "lora r=1", "lora r=2", "lora r=2 rs"]
+    assert ds.sizes["matrix"] == 4 * 4  # c_attn, attn.c_proj, c_fc, mlp.c_proj × 4 layers
+    for name in ("final_val_loss", "forgetting", "final_intruders", "mean_delta_effective_rank"):
+        assert ds[name].notnull().all(), name
+    assert ds.val_loss.sel(step=4).notnull().all() and ds.pretrain_loss.sel(step=0).notnull().all()
+    assert float(ds.scaling.sel(run="lora r=2 rs")) > float(ds.scaling.sel(run="lora r=2"))
+    assert "Full fine-tuning" in ds.attrs["findings"]
