@@ -32,7 +32,7 @@ def sweep_speedup(quick: bool) -> dict:
     from workbench.regime import sweep
 
     grid = {"init": ["full", "low_rank"], "seed": [0, 1, 2, 3]}
-    fixed = dict(n_hidden=32, rank=1, steps=15 if quick else 60, n_train=128, n_probe=16, batch_size=32, threads=1)
+    fixed = dict(n_hidden=32, rank=1, steps=40 if quick else 200, n_train=128, n_probe=16, batch_size=32, threads=1)
     threads = torch.get_num_threads()
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:

@@ -1,9 +1,10 @@
 """Sharpness: the top Hessian eigenvalue (HVP power iteration) and the Hessian trace (Hutchinson).
 
-Hessian-vector products are reverse-over-reverse with ``torch.func``: ``vjp(grad(f))`` is built once per
-measurement and applied to every vector, never forming the Hessian. (Forward-over-reverse,
-``jvp(grad(f))``, is usually faster but fails on ``F.mse_loss`` in torch 2.13 — "ZeroTensors are
-immutable" — so the robust form is used.) Random vectors come from a ``torch.Generator`` owned by the caller (the probe keeps one),
+The loss is a function of the chosen parameters via ``torch.func.functional_call``; Hessian-vector
+products are double backward through one ``create_graph`` gradient, built once per measurement and
+reused for every vector (never forming the Hessian). Measured on the rich/lazy RNN this is ~6× faster
+than ``torch.func``'s ``vjp(grad(f))``, and ``jvp(grad(f))`` fails on ``F.mse_loss`` in torch 2.13
+("ZeroTensors are immutable"). Random vectors come from a ``torch.Generator`` owned by the caller (the probe keeps one),
 so measuring sharpness never changes the training RNG stream.
 
 * :func:`top_eigenvalue` — power iteration on H; converges to the eigenvalue of largest *magnitude*
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import param
 import torch
-from torch.func import grad, vjp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..probes import PROBES, Probe
@@ -36,14 +36,18 @@ def loss_function(model, batch: dict, names: list[str], loss_fn):
 
 
 def hvp_operator(f, params: dict):
-    """``v ↦ H v`` for the Hessian of ``f`` at ``params`` (one reverse linearization, reused for every v)."""
+    """``v ↦ H v`` for the Hessian of ``f`` at ``params``: one graph of ∇f (create_graph), reused for every v."""
+    leaves = {k: t.detach().requires_grad_(True) for k, t in params.items()}
+    keys = list(leaves)
     # Second derivatives need the math attention kernel (flash/efficient SDPA have no double backward).
-    with sdpa_kernel([SDPBackend.MATH]):
-        _, vjp_fn = vjp(grad(f), params)
+    with sdpa_kernel([SDPBackend.MATH]), torch.enable_grad():
+        grads = torch.autograd.grad(f(leaves), [leaves[k] for k in keys], create_graph=True)
 
     def apply(v: dict) -> dict:
         with sdpa_kernel([SDPBackend.MATH]):
-            return vjp_fn(v)[0]
+            hv = torch.autograd.grad(grads, [leaves[k] for k in keys], grad_outputs=[v[k] for k in keys],
+                                     retain_graph=True, allow_unused=True)
+        return {k: (h if h is not None else torch.zeros_like(leaves[k])).detach() for k, h in zip(keys, hv)}
 
     return apply
 
