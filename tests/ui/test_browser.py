@@ -12,6 +12,7 @@ missing browser is a failure. Install the browser with ``make browser`` (``apt-g
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -131,10 +132,15 @@ def test_dashboard_step_start_stop_in_chromium(dashboard, tmp_path):
 
             page.get_by_role("button", name="Stop", exact=True).click()
             page.wait_for_function(f"() => ({READ_STATE})().status.includes('stopped')", timeout=60_000)
-            stopped = page.evaluate(READ_STATE)["counts"]["loss"]
+            status = page.evaluate(READ_STATE)["status"]
+            final_step = int(re.search(r"step (\d+)", status).group(1))
+            assert final_step >= 8, status
+            # Every step up to the final one reaches the plot (updates may trail the status by one poll) …
+            page.wait_for_function(f"() => ({READ_STATE})().counts.loss === {final_step}", timeout=30_000)
             page.wait_for_timeout(2000)
             after = page.evaluate(READ_STATE)
-            assert after["counts"]["loss"] == stopped, "points kept arriving after Stop"
+            # … and nothing after it: the run really stopped.
+            assert after["counts"]["loss"] == final_step and f"step {final_step} " in after["status"], after
             expect(page.get_by_role("button", name="Start", exact=True)).to_be_enabled()
             shot = tmp_path / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
