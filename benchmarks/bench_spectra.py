@@ -1,0 +1,164 @@
+"""Spectral engine benchmark (issue 4): full spectra, randomized top-k, the cached intruder probe, probe overhead.
+
+    python -m benchmarks.bench_spectra [--quick]
+
+1. Full spectra of every matrix of a GPT-2-small-shaped model (12 × 768, vocab 50257, built from config):
+   ``model_spectra`` vs the floor (plain ``torch.linalg.svdvals`` on each ``weight_matrices`` entry) vs
+   WeightWatcher 0.7.7 ``analyze()`` (scipy SVD + power-law fits; it also analyses the tied ``lm_head``).
+2. Top-k mode (``model_spectra(top_k=64)``, randomized subspace iteration on the Gram matrix) vs WeightWatcher, with the top-64 relative error
+   against the exact values.
+3. Intruders on the 48 block matrices: the ``SpectraProbe`` (base vectors cached, randomized top-k tuned
+   vectors) vs the paper's algorithm (fresh full SVDs of base and tuned on every call); counts must be identical.
+   The base is "pretrained-like": random init plus 32 decaying spikes (random init alone has a flat top spectrum
+   whose singular vectors are not well defined); the tuned model adds rank-2 updates to half the matrices and
+   small dense noise everywhere.
+4. Training ``gpt2-1m`` 100 steps with a ``SpectraProbe`` every 50 steps vs without.
+
+Everything runs single-threaded (torch and BLAS): on the shared 2-core machine, OpenMP spin-waits made
+multi-threaded SVDs up to 100× slower and the timings meaningless. Ratios come from alternating repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import re
+
+import numpy as np
+import torch
+
+from benchmarks.common import alternate, row, table
+from workbench import Run, Snapshot, data, models
+from workbench.matrices import weight_matrices
+from workbench.spectra import SpectraProbe, model_spectra
+
+
+@contextlib.contextmanager
+def single_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = contextlib.nullcontext
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def floor(model) -> list[torch.Tensor]:
+    return [torch.linalg.svdvals(w.float()) for w in weight_matrices(model).values()]
+
+
+def weightwatcher(model):
+    import weightwatcher as ww
+
+    return ww.WeightWatcher(model=model, log_level=logging.ERROR).analyze()
+
+
+def paper_intruders(base: dict, tuned: dict, k: int = 10, eps: float = 0.5) -> dict[str, int]:
+    """The authors' / PEFT's algorithm: fresh full SVDs of both matrices, |cos| against all base vectors."""
+    out = {}
+    for name, w in tuned.items():
+        u0 = torch.linalg.svd(base[name].float(), full_matrices=False)[0]
+        ut = torch.linalg.svd(w.float(), full_matrices=False)[0]
+        out[name] = int(((ut.T @ u0).abs().max(dim=1).values[:k] < eps).sum())
+    return out
+
+
+@torch.no_grad()
+def pretrained_like_pair(model, pattern: str, seed: int = 0):
+    """Give the matching matrices 32 decaying spikes (in place); return (W0 snapshot, tuned matrices)."""
+    g = torch.Generator().manual_seed(seed)
+    mats = {n: w for n, w in weight_matrices(model).items() if re.search(pattern, n)}
+    tuned = {}
+    for i, (name, w) in enumerate(mats.items()):
+        m, n = w.shape
+        edge = float(w.std()) * (m ** 0.5 + n ** 0.5)  # top of the random bulk
+        a, b = torch.randn(m, 32, generator=g) / m ** 0.5, torch.randn(32, n, generator=g) / n ** 0.5
+        spikes = 3 * edge * torch.arange(1, 33, dtype=torch.float32) ** -0.7
+        w.add_((a * spikes) @ b)  # writes through to the parameter (Conv1D views included)
+        t = w.clone() + 1e-3 * edge / (m ** 0.5 + n ** 0.5) * torch.randn(m, n, generator=g)
+        if i % 2 == 0:  # a LoRA-like rank-2 update along new random directions, as strong as the 3rd spike
+            x, y = torch.randn(m, 2, generator=g), torch.randn(2, n, generator=g)
+            t += float(spikes[2]) * (x / x.norm(dim=0)) @ (y / y.norm(dim=1, keepdim=True))
+        tuned[name] = t
+    return Snapshot(mats), tuned
+
+
+def run(quick: bool = False) -> list[dict]:
+    rows = []
+    repeats = 1 if quick else 3
+    with single_thread():
+        model = models.build("gpt2-small")
+        # -- 1 & 2: full spectra and top-k ------------------------------------------------------------
+        results = {}
+        fns = {"floor": lambda: floor(model),
+               "model_spectra": lambda: results.__setitem__("full", model_spectra(model)),
+               "weightwatcher": lambda: weightwatcher(model),
+               "top_k": lambda: results.__setitem__("top", model_spectra(model, top_k=64))}
+        t = alternate(fns, repeats=repeats, warmup=0)
+        full, top = results["full"], results["top"]
+        ref = full.singular_values.values[:, :64]
+        rel = np.abs(top.singular_values.values[:, :64] - ref) / ref
+        n = full.sizes["matrix"]
+        rows.append(row("spectra", "model_spectra / svdvals floor (all matrices, full spectrum + ranks + alpha)",
+                        t["model_spectra"] / t["floor"], "≤ 1.1", t["model_spectra"] / t["floor"] <= 1.1,
+                        f"{n} matrices: model_spectra {t['model_spectra']:.1f} s, floor {t['floor']:.1f} s, "
+                        f"WeightWatcher {t['weightwatcher']:.1f} s (1 thread)"))
+        rows.append(row("spectra", "WeightWatcher analyze() / model_spectra", t["weightwatcher"] / t["model_spectra"],
+                        "(context)", True, "WeightWatcher also analyses the tied lm_head (wte twice)"))
+        rows.append(row("spectra", "WeightWatcher analyze() / model_spectra(top_k=64)", t["weightwatcher"] / t["top_k"],
+                        "≥ 10", t["weightwatcher"] / t["top_k"] >= 10,
+                        f"top-k {t['top_k']:.1f} s; top-64 relative error max {rel.max():.1e}, median {np.median(rel):.1e} "
+                        f"(goal ≤ 1e-2{': met' if rel.max() <= 1e-2 else ': NOT met'})"))
+        # -- 3: intruder probe vs the paper's algorithm -------------------------------------------------
+        pattern = r"\.h\.[0-3]\." if quick else r"\.h\.\d+\."
+        base, tuned = pretrained_like_pair(model, pattern)
+        tuned_model = model  # measure the tuned matrices through a model: write them into its weights
+        with torch.no_grad():
+            live = weight_matrices(tuned_model)
+            for name, w in tuned.items():
+                live[name].copy_(w)
+        stories = data.load("stories", n_docs=60, n_val_docs=10)
+        host = Run(tuned_model, stories, reference=base, eval_every=0)
+        probe = SpectraProbe(spectra=False, intruders=True, method="lowrank", include=pattern)
+        probe.setup(host)
+        got = {}
+        fns = {"paper": lambda: got.__setitem__("paper", paper_intruders(base.matrices, tuned)),
+               "probe": lambda: got.__setitem__("probe", probe.measure(host))}
+        first = alternate({"probe (first call, computes the base SVDs)": fns["probe"]}, repeats=1, warmup=0)
+        t = alternate(fns, repeats=repeats, warmup=0)
+        ours = got["probe"]["intruders"].to_series().astype(int).to_dict()
+        same = ours == got["paper"]
+        total = sum(got["paper"].values())
+        rows.append(row("intruders", "paper's algorithm (fresh SVDs) / SpectraProbe (cached base, top-k)",
+                        t["paper"] / t["probe"], "≥ 5, identical counts", t["paper"] / t["probe"] >= 5 and same,
+                        f"{len(tuned)} matrices, {total} intruders; counts identical: {same}; paper {t['paper']:.2f} s, "
+                        f"probe {t['probe']:.2f} s (first call incl. base SVDs "
+                        f"{list(first.values())[0]:.2f} s)"))
+        del model, tuned_model, host, base, tuned
+        # -- 4: training overhead -----------------------------------------------------------------------
+        steps = 100
+
+        def train(with_probe: bool):
+            probes = [SpectraProbe(every=50)] if with_probe else []
+            r = Run(models.build("gpt2-1m", data=stories), stories, probes=probes, batch_size=16, eval_every=0,
+                    max_steps=steps, log_every=50)
+            r.run(steps, progress=False)
+
+        t = alternate({"plain": lambda: train(False), "probe": lambda: train(True)}, repeats=repeats, warmup=0)
+        ratio = t["probe"] / t["plain"]
+        rows.append(row("spectra probe", "train gpt2-1m with SpectraProbe(every=50) / without", ratio, "≤ 1.10",
+                        ratio <= 1.10, f"{steps} steps: {t['plain']:.1f} s vs {t['probe']:.1f} s (3 probe calls)"))
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one repeat, intruders on 4 layers only")
+    args = parser.parse_args()
+    print(table(run(quick=args.quick)))
