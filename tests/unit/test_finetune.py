@@ -229,3 +229,15 @@ def test_pretrained_base_is_cached(tmp_path, monkeypatch):
     assert (tmp_path / "bases").is_dir()
     with pytest.raises(ConfigError, match="Unknown pre-training setting"):
         pretrained_base("llama-1m", stpes=3)
+
+
+def test_checkpoint_resume_is_bit_identical(bases, ds, tmp_path):
+    a = FineTune(fresh_copy(bases["gpt2"]), ds, method="lora", rank=4, init="pissa", **SMALL)
+    a.run(2, progress=False)
+    path = a.save_checkpoint(tmp_path / "ft.pt")
+    a.run(2, progress=False)
+    b = FineTune.resume(path, model=fresh_copy(bases["gpt2"]), data=ds)
+    assert (b.method, b.init, b.rank, b.global_step) == ("lora", "pissa", 4, 2)
+    b.run(2, progress=False)
+    assert b.loss == a.loss
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))

@@ -74,7 +74,9 @@ class FineTune(Run):
     dropout = param.Number(default=0.0, bounds=(0, 1), inclusive_bounds=(True, False), doc="Dropout on the adapter input.")
     use_rslora = param.Boolean(default=False, doc="Rank-stabilized scaling alpha/√r.")
     use_dora = param.Boolean(default=False, doc="DoRA: learn the magnitude of each weight column separately.")
-    init = param.String(default="default", doc="LoRA init: " + ", ".join(LORA_INITS.names()) + " (pissa_niter_<k>).")
+    init = param.Selector(default="default", check_on_set=False,
+                          objects=[n.replace("_k", "_4") if n == "pissa_niter_k" else n for n in LORA_INITS.names()],
+                          doc="LoRA init (PEFT init_lora_weights); pissa_niter_<k> takes any k. Ignored by full/lora_sb.")
     init_batches = param.Integer(default=4, bounds=(0, None), doc="Training batches used by data-driven inits "
                                                                    "(EVA, CorDA, LoRA-GA, LoRA-SB).")
     sb_start = param.Selector(default="zero", objects=["zero", "first_step"],
