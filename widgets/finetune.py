@@ -19,7 +19,7 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
-import param
+import torch
 from holoviews.streams import Buffer, Pipe
 
 from workbench.finetune import FineTune, LORA_INITS
@@ -258,9 +258,18 @@ class InitPanel(pn.viewable.Viewer):
         self.message = pn.pane.Markdown("")
         plot = hv.DynamicMap(self._spectrum, streams=[self.pipe])
         self._select(self.choice.value)
+        from workbench.init.vocab import EMBEDDING_INITS
+
+        self.vocab_init = pn.widgets.Select(name="new-token init", options=list(EMBEDDING_INITS), value="mean")
+        self.vocab_n = pn.widgets.IntInput(name="new tokens", value=8, start=1, end=10_000, width=100)
+        self.vocab_button = pn.widgets.Button(label="Preview new embeddings", color="default")
+        self.vocab_button.on_click(lambda _e: self.preview_vocab())
+        self.vocab_table = pn.pane.DataFrame(pd.DataFrame(), sizing_mode="stretch_width")
         self._layout = pn.Row(
             pn.Column("### Init recipes", self.recipe_table, self.choice, self.controls, self.preview_button,
-                      self.message, "### LoRA inits (PEFT 0.21 + LoRA-SB as method)", self.lora_table, width=520),
+                      self.message, "### Vocabulary expansion", pn.Row(self.vocab_init, self.vocab_n),
+                      self.vocab_button, self.vocab_table,
+                      "### LoRA inits (PEFT 0.21 + LoRA-SB as method)", self.lora_table, width=520),
             pn.Column(pn.pane.HoloViews(plot, sizing_mode="stretch_width"), self.ranks, sizing_mode="stretch_width"),
             sizing_mode="stretch_width")
 
@@ -295,6 +304,23 @@ class InitPanel(pn.viewable.Viewer):
         self.ranks.object = ds[["erank_before", "erank_after", "rank_before", "rank_after"]].to_dataframe().round(3)
         self.message.object = f"Preview of **{self.choice.value}** on {ds.sizes['matrix']} matrices (nothing modified)."
         return ds
+
+    def preview_vocab(self):
+        """Rows that :func:`workbench.init.vocab.new_rows` would add (nothing modified): norms vs existing rows."""
+        from workbench.init.vocab import new_rows
+
+        try:
+            emb = self.model.get_input_embeddings().weight.detach().float().cpu()  # [V, d]
+            rows = new_rows(emb, int(self.vocab_n.value), self.vocab_init.value, torch.Generator().manual_seed(0))
+            mu = emb.mean(0)
+            stats = {"existing rows": emb, f"new rows ({self.vocab_init.value})": rows}
+            self.vocab_table.object = pd.DataFrame(
+                {k: {"rows": len(v), "mean ‖e‖": float(v.norm(dim=1).mean()),
+                     "mean ‖e − μ‖": float((v - mu).norm(dim=1).mean())} for k, v in stats.items()}).T.round(4)
+            return self.vocab_table.object
+        except Exception as exc:  # noqa: BLE001 - a message for the user
+            self.message.object = f"⚠ {error_text(exc)}"
+            return None
 
     def __panel__(self):
         return self._layout

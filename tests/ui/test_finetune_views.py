@@ -92,3 +92,11 @@ def test_init_panel_lists_recipes_and_previews(base):
     panel.recipe.param.update(include=r"no_such_matrix")
     panel.preview_button.clicks += 1
     assert "⚠" in panel.message.object
+
+
+def test_init_panel_vocabulary_preview(base):
+    panel = InitPanel(fresh_copy(base))
+    panel.vocab_init.value = "zero"
+    panel.vocab_button.clicks += 1
+    table = panel.vocab_table.object
+    assert table.loc["new rows (zero)", "mean ‖e‖"] == 0 and table.loc["existing rows", "rows"] == 512

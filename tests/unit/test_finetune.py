@@ -144,6 +144,7 @@ def test_full_finetune_trains_everything_and_dora_runs(bases, ds):
     (dict(init="pisa"), NotFoundError, "Did you mean 'pissa'"),
     (dict(init="lora_ga", init_batches=0), ConfigError, "data-driven"),
     (dict(method="lora_sb", init_batches=0), ConfigError, "needs training data"),
+    (dict(method="lora_sb", use_dora=True), ConfigError, "use_dora applies to PEFT LoRA only"),
     (dict(alpha=0.0), ConfigError, "alpha must be"),
     (dict(alpha=-1.0), ConfigError, "alpha must be"),
     (dict(init="orthogonal", rank=3), ConfigError, "even rank"),

@@ -122,6 +122,8 @@ def check(model: nn.Module, method: str, rank: int, alpha: float, target_modules
     if not (isinstance(alpha, (int, float)) and alpha > 0 and math.isfinite(alpha)):
         raise ConfigError(f"alpha must be a finite number > 0 (the LoRA scale is alpha/r), got {alpha!r}.")
     if method == "lora_sb":
+        if use_dora:
+            raise ConfigError("use_dora applies to PEFT LoRA only; LoRA-SB has no magnitude vector. Set use_dora=False.")
         if not has_data:
             raise ConfigError("LoRA-SB initializes from the first full gradient: it needs training data.")
         return targets
