@@ -3,6 +3,7 @@ PEFT and WeightWatcher, Conv1D ≡ Linear, bf16 upcast, the live probe, and clea
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -23,9 +24,14 @@ from workbench.spectra import (BaseVectors, SpectraProbe, compare, effective_ran
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny SVDs gain nothing from threads, and on the shared 2-core machine OpenMP spin-waits made them 100× slower."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: only speeds up numpy's reference SVDs
+        threadpool_limits = contextlib.nullcontext
     n = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with threadpool_limits(1):  # numpy's BLAS/LAPACK (the reference SVDs) likewise
+        yield
     torch.set_num_threads(n)
 
 
@@ -233,6 +239,15 @@ def test_compare_and_principal_angles(gpt2):
     q = orthogonal(20, 0)
     angles = principal_angles(q[:, :3], torch.cat([q[:, :2], q[:, [5]]], 1))
     np.testing.assert_allclose(angles.numpy(), [0, 0, math.pi / 2], atol=1e-6)
+    from scipy.linalg import subspace_angles
+
+    g = torch.Generator().manual_seed(4)
+    a = torch.linalg.qr(torch.randn(40, 6, generator=g))[0]
+    b = torch.linalg.qr(a + 0.01 * torch.randn(40, 6, generator=g))[0]  # small angles: the sine branch
+    c = torch.linalg.qr(torch.randn(40, 6, generator=g))[0]  # large ones: the cosine branch
+    for other in (b, c):
+        np.testing.assert_allclose(principal_angles(a, other).numpy(),
+                                   np.sort(subspace_angles(a.double().numpy(), other.double().numpy())), atol=1e-5)
     other = models.build("gpt2-1m", seed=1)
     ds = compare(gpt2, gpt2, k=5)
     assert int(ds.intruders.sum()) == 0 and float(ds.subspace_overlap.min()) > 0.999

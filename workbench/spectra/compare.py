@@ -34,10 +34,17 @@ from .intruders import _check_pair, check_intruder_args, max_abs_cos
 def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Principal angles (radians, ascending) between the column spaces of orthonormal ``a [..., m, p]``, ``b [..., m, q]``.
 
-    cos θ_i are the singular values of aᵀb (Björck & Golub 1973); there are min(p, q) angles.
+    cos θ_i are the singular values of aᵀb (Björck & Golub 1973); there are min(p, q) angles. Angles below 45°
+    come from the sines (singular values of b − a aᵀb) instead, as in ``scipy.linalg.subspace_angles``:
+    arccos near 1 would turn fp32 round-off of 1e-7 into an angle of 5e-4.
     """
-    cos = torch.linalg.svdvals(a.transpose(-2, -1) @ b.to(a.dtype)).clamp(-1.0, 1.0)  # [..., min(p, q)], descending
-    return torch.arccos(cos)
+    if a.shape[-1] < b.shape[-1]:
+        a, b = b, a
+    b = b.to(a.dtype)
+    proj = a.transpose(-2, -1) @ b  # [..., p, q]
+    cos = torch.linalg.svdvals(proj).clamp(-1.0, 1.0)  # [..., q], descending → angles ascending
+    sin = torch.linalg.svdvals(b - a @ proj).clamp(-1.0, 1.0).flip(-1)  # [..., q], ascending
+    return torch.where(cos ** 2 >= 0.5, torch.arcsin(sin), torch.arccos(cos))
 
 
 def _pad(rows: list[np.ndarray], width: int) -> np.ndarray:
