@@ -45,6 +45,8 @@ def _as_split(x, name: str) -> Split | None:
         return None
     if isinstance(x, Split):
         return x
+    if isinstance(x, Dataset):  # e.g. Run.resume passes the run's data back: its train split is the forget set
+        return x.train
     if isinstance(x, dict):
         sizes = {int(v.shape[0]) for v in x.values()} if x else {0}
         if sizes == {0}:
