@@ -63,8 +63,11 @@ class MatrixHeatmap:
     """A matrix × step heatmap of one per-matrix array of a run's history (e.g. ``intruders``).
 
     A snapshot plot: each poll that finds new measurements rebuilds the element from the accumulated
-    frame (bounded to the last ``max_steps`` measurements) and swaps it into ``pane`` — categorical axes
-    that grow do not survive HoloViews' in-place range updates. ``data`` holds what is shown.
+    frame (bounded to the last ``max_steps`` measurements) and swaps it into ``pane``. Not a
+    ``DynamicMap`` over a ``Pipe``: with ``framewise=True`` and an empty first frame, HoloViews 1.23 raises
+    ``TypeError: unsupported operand type(s) for -=: 'str' and 'float'`` when the categorical ``matrix``
+    axis arrives (reproduced; it is why ``widgets.spectrum.SpectraMonitor`` is not reused here).
+    ``data`` holds what is shown.
     """
 
     def __init__(self, run, name: str, title: str, cmap: str = "reds", height: int = 320, max_steps: int = 200):
@@ -109,9 +112,14 @@ class FineTuneMonitor(pn.viewable.Viewer):
         self.message = pn.pane.Markdown("", sizing_mode="stretch_width")
         self._callback = None
         self.period = period
+        # The spectra lab's explorer (base W0 vs current singular values of a chosen matrix; Refresh recomputes).
+        from .spectrum import SpectrumExplorer
+
+        self.explorer = SpectrumExplorer(run)
         spectra = pn.Column(
             self.intruders.pane,
             self.delta_rank.pane,
+            pn.Card(self.explorer, title="Spectrum explorer (W0 vs now)", collapsed=True, sizing_mode="stretch_width"),
             pn.Card(pn.Row(self.lam, self.mitigate_button), self.message, self.result,
                     title="Intruder mitigation (on a merged copy; the run is not modified)", collapsed=True),
             sizing_mode="stretch_width")
@@ -119,7 +127,12 @@ class FineTuneMonitor(pn.viewable.Viewer):
         self.start_polling()
 
     start_polling = _Poller.start_polling
-    stop_polling = _Poller.stop_polling
+
+    def stop_polling(self) -> None:
+        """Stop this view's poll, the monitor's and the explorer's."""
+        _Poller.stop_polling(self)
+        self.monitor.stop_polling()
+        self.explorer.stop_polling()
 
     def poll(self) -> int:
         try:

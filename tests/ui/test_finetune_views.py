@@ -44,8 +44,8 @@ def test_finetune_view_is_registered_and_streams_intruders(base, ds, forget):
     assert len(view.monitor.buffers["pretrain_loss"].data) == 3
     view.mitigate_button.clicks += 1
     assert "intruders" in view.result.object.columns and len(view.result.object) == 2, view.message.object
+    assert not view.explorer.alert.visible and view.explorer.matrix is not None
     view.stop_polling()
-    view.monitor.stop_polling()
 
 
 def test_compare_runs_panel_updates_live(base, ds, forget):
