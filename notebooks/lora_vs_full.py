@@ -46,6 +46,7 @@ pretrain_steps: int = 600  # pre-training steps of a preset base on stories (cac
 pretrain_docs: int = 2000  # stories documents for pre-training
 intruder_k: int = 10  # top-k tuned singular vectors tested (paper: 10)
 intruder_eps: float = 0.5  # intruder threshold on max |cos| with W0's singular vectors (paper: 0.5)
+mitigation_lams: list = [1.0, 0.75, 0.5, 0.0]  # λ values tried on the LoRA run with the most intruders ([] = skip)
 seed: int = 0  # data order and adapter init
 interactive: bool = False  # True: show the compare-runs panel; False: blocking runs only
 results_path: str = "results/lora_vs_full.nc"  # xarray Dataset of all runs (run × step / matrix)
@@ -138,6 +139,31 @@ if valid.sizes["run"] >= 3 and np.ptp(valid.final_intruders.values) > 0 and np.p
     rho = np.corrcoef(valid.final_intruders.values, valid.forgetting.values)[0, 1]
     lines.append(f"Across runs, correlation of intruders with forgetting: {rho:+.2f} (n = {valid.sizes['run']}; "
                  "few runs, one seed — an indication, not a test).")
+
+# %% [markdown]
+# ## Mitigation: scale the intruder components by λ and measure again
+# PEFT's `reduce_intruder_dimension` behaviour (λ = 0.75 by default), applied to a merged *copy* of the LoRA
+# run with the most intruders, against the true W0 (see `docs/finetune.md`). λ = 1 is the model as trained.
+
+# %%
+if mitigation_lams:
+    from workbench.finetune.mitigation import mitigation_sweep
+
+    worst = str(lora.final_intruders.idxmax("run").item())
+    sweep = mitigation_sweep(runs[list(results.run.values).index(worst)], lams=mitigation_lams)
+    for name in ("intruders", "val_loss", "pretrain_loss"):
+        results[f"mitigation_{name}"] = sweep[name].rename(lam="mitigation_lam")
+    results.attrs["mitigated_run"] = worst
+    print(f"mitigation on {worst}:")
+    print(sweep[["intruders", "val_loss", "pretrain_loss"]].to_dataframe().round(3).to_string())
+    lo = sweep.sel(lam=min(mitigation_lams))
+    hi = sweep.sel(lam=max(mitigation_lams))
+    lines.append(f"Mitigation on {worst}: λ={float(hi.lam):g} → {float(lo.lam):g} changes intruders "
+                 f"{float(hi.intruders):.0f} → {float(lo.intruders):.0f}, forgetting loss "
+                 f"{float(hi.pretrain_loss):.3f} → {float(lo.pretrain_loss):.3f}, task loss "
+                 f"{float(hi.val_loss):.3f} → {float(lo.val_loss):.3f}.")
+
+# %%
 findings = "\n".join(lines)
 print(findings)
 
