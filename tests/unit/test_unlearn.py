@@ -299,3 +299,19 @@ def test_bad_input_clear_errors_nothing_modified(base, bench):
         bench.split("forget", forget_fraction=1.5)
     assert same_state(before, state(model))
     assert sorted(METHODS.names()) == ["flat", "ga", "graddiff", "npo", "rmu", "simnpo"]
+
+
+def test_checkpoint_restores_reference_and_mask_and_resumes_identically(base, bench, tmp_path):
+    a = make(base, bench, method="npo", mask_fraction=0.2, lr=1e-2, max_steps=4)
+    a.run(2, progress=False)
+    path = a.save_checkpoint(tmp_path / "u.pt")
+    b = make(base, bench, method="npo", mask_fraction=0.2, lr=1e-2, max_steps=4)
+    with torch.no_grad():  # b's own reference must be replaced by a's
+        for p in b.reference_model.parameters():
+            p.add_(1.0)
+    b.load_checkpoint(path)
+    assert same_state(state(a.reference_model), state(b.reference_model))
+    assert all(torch.equal(a.weight_mask.masks[n], b.weight_mask.masks[n]) for n in a.weight_mask.masks)
+    a.run(2, progress=False)
+    b.run(2, progress=False)
+    assert same_state(state(a.model), state(b.model))

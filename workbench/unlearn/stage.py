@@ -198,7 +198,12 @@ class Unlearn(Run):
         method = self.method_impl
         scores = attribution_scores(named, lambda: method.forget_term(self, fb)[0],
                                     lambda: mean_token_nll(self.model, rb), self.mu)
-        self.weight_mask = WeightMask(named, top_fraction_mask(scores, self.mask_fraction)).attach(self)
+        self._attach_mask(WeightMask(named, top_fraction_mask(scores, self.mask_fraction)))
+
+    def _attach_mask(self, mask: WeightMask) -> None:
+        if self.weight_mask is not None:
+            self.callbacks.remove(self.weight_mask)
+        self.weight_mask = mask.attach(self)
         for probe in self.probes:  # probes measure after the mask restored the masked weights
             self.callbacks.remove(probe)
             probe.attach(self)
@@ -262,6 +267,7 @@ class Unlearn(Run):
         if "reference_model" in extra:
             self.reference_model.load_state_dict(extra["reference_model"])
         if "mask" in extra:
-            named = named_trainable(self.model)
-            self.weight_mask = WeightMask(named, extra["mask"]).attach(self)
-            self.weight_mask.frozen = {n: t.to(named[n].device) for n, t in extra["mask_frozen"].items()}
+            named = named_trainable(self.model)  # (setup() during loading scored the loaded weights: replaced here)
+            mask = WeightMask(named, extra["mask"])
+            mask.frozen = {n: t.to(named[n].device) for n, t in extra["mask_frozen"].items()}
+            self._attach_mask(mask)
