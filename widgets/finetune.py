@@ -101,7 +101,14 @@ class FineTuneMonitor(pn.viewable.Viewer):
     def __init__(self, run: FineTune, period: int = 400, **monitor_kw):
         super().__init__()
         self.run = run
+        # Adapter settings are fixed when the FineTune is built: shown as text, not as controls that do nothing.
+        fixed = set(FineTune.ADAPTER_PARAMS) | {"forget_eval", "intruders_every", "intruder_k", "intruder_eps"}
+        monitor_kw.setdefault("parameters", [p for p in run.config() if p not in fixed])
         self.monitor = TrainingMonitor(run, period=period, **monitor_kw)
+        self.settings = pn.pane.Markdown(
+            f"**{run_label(run)}** · {len(run.target_matrices)} target matrices · s = {run.scaling():g} · "
+            f"adapter built in {run.init_seconds:.2f}s (settings fixed; build a new FineTune to change them)",
+            sizing_mode="stretch_width")
         self.intruders = MatrixHeatmap(run, "intruders", "intruder dimensions per matrix (vs W0)")
         self.delta_rank = MatrixHeatmap(run, "delta_effective_rank", "effective rank of ΔW = W − W0", cmap="viridis")
         self.lam = pn.widgets.FloatSlider(label="λ (scale of intruder components)", start=0.0, end=1.0, step=0.05,
@@ -123,7 +130,7 @@ class FineTuneMonitor(pn.viewable.Viewer):
             pn.Card(pn.Row(self.lam, self.mitigate_button), self.message, self.result,
                     title="Intruder mitigation (on a merged copy; the run is not modified)", collapsed=True),
             sizing_mode="stretch_width")
-        self._layout = pn.Column(self.monitor, spectra, sizing_mode="stretch_width")
+        self._layout = pn.Column(self.settings, self.monitor, spectra, sizing_mode="stretch_width")
         self.start_polling()
 
     start_polling = _Poller.start_polling

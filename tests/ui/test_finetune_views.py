@@ -35,6 +35,9 @@ def test_finetune_view_is_registered_and_streams_intruders(base, ds, forget):
     assert isinstance(view, FineTuneMonitor)
     root = pn.panel(view).get_root()
     assert root is not None
+    shown = set(view.monitor.controls.parameters)
+    assert "lr" in shown and not shown & {"method", "rank", "init", "target_modules"}  # fixed at construction
+    assert "lora r=2" in view.settings.object
     ft.run(4, progress=False)
     view.poll()  # (the periodic callback may already have polled: check the streams, not the count)
     assert "⚠" not in view.message.object, view.message.object
