@@ -5,7 +5,8 @@ of several methods on one plot.
 >>> view = widgets.view(unlearn_run)     # UnlearnMonitor: training monitor + forget/retain + Relearn  # doctest: +SKIP
 >>> TradeoffView(results)                # results: xr.Dataset over `method` (evaluate() outputs)      # doctest: +SKIP
 
-The monitor polls ``run.history.rows_since(cursor)`` from a periodic callback and sends the
+The monitor (with a "Weights" button: relative change, effective rank of ΔW and intruders per matrix
+since unlearning began, from :func:`workbench.unlearn.update_summary`) polls ``run.history.rows_since(cursor)`` from a periodic callback and sends the
 ``UnlearnProbe`` columns (``forget_prob``, ``retain_prob``, ``forget_quality``, ``general_prob``, …) into
 bounded ``Buffer`` streams; the retain-vs-forget trajectory is a ``Pipe`` of all points so far. The
 Relearn button runs :func:`workbench.unlearn.relearn_attack` on a *copy* of the current model (refused
@@ -25,7 +26,7 @@ import param
 import xarray as xr
 from holoviews.streams import Buffer, Pipe
 
-from workbench.unlearn import Unlearn, UnlearnProbe, relearn_attack
+from workbench.unlearn import Unlearn, UnlearnProbe, relearn_attack, update_summary
 
 from .monitor import TrainingMonitor, error_text
 from .registry import register_view
@@ -62,6 +63,12 @@ class UnlearnMonitor(pn.viewable.Viewer):
         self.relearn_controls = pn.Param(self.param, parameters=["relearn_examples", "relearn_steps", "relearn_lr"],
                                          show_name=False)
         self.last_relearn: xr.Dataset | None = None
+        self.weights_button = pn.widgets.Button(label="Weights: what moved", color="default",
+                                                description="Relative change, effective rank of ΔW and intruders per matrix")
+        self.weights_button.on_click(self._on_weights)
+        self.weights = Pipe(data=pd.DataFrame({"matrix": [], "relative_change": [], "delta_effective_rank": [],
+                                               "intruders": []}))
+        self.last_weights: xr.Dataset | None = None
         if self.probe is None:
             self.message.object = "Attach an `UnlearnProbe(bench, oracle=…)` to the run for forget/retain curves and Relearn."
         self._layout = pn.Column(
@@ -70,6 +77,8 @@ class UnlearnMonitor(pn.viewable.Viewer):
                    pn.pane.HoloViews(self._trajectory(), sizing_mode="stretch_width", height=280),
                    sizing_mode="stretch_width"),
             pn.Row(pn.Column(self.relearn_controls, self.relearn_button, width=300), self.relearn_result,
+                   sizing_mode="stretch_width"),
+            pn.Row(self.weights_button, pn.pane.HoloViews(self._weights_plot(), sizing_mode="stretch_width", height=300),
                    sizing_mode="stretch_width"),
             self.message, sizing_mode="stretch_width")
         self._callback = pn.state.add_periodic_callback(self.poll, period=self.period)
@@ -95,6 +104,26 @@ class UnlearnMonitor(pn.viewable.Viewer):
         return hv.DynamicMap(element, streams=[self.trajectory]).opts(
             hv.opts.Scatter(tools=["hover"], size=6, framewise=True), hv.opts.Path(framewise=True),
             hv.opts.Overlay(title="trade-off trajectory (→ forget less, ↑ keep more)", responsive=True, height=260))
+
+    def _weights_plot(self):
+        def element(data):
+            return hv.Bars(data, "matrix", ["relative_change", "delta_effective_rank", "intruders"])
+
+        return hv.DynamicMap(element, streams=[self.weights]).opts(hv.opts.Bars(
+            xrotation=70, tools=["hover"], framewise=True, responsive=True, height=280,
+            title="‖ΔW‖/‖W‖ per matrix since unlearning started (hover: effective rank of ΔW, intruders)"))
+
+    def _on_weights(self, _event=None) -> None:
+        """Compare π_ref (the model at the start) with the current model via workbench.unlearn.update_summary."""
+        try:
+            if self.run.running:
+                raise RuntimeError("The run is training: stop it before reading its weights.")
+            ds = update_summary(self.run.reference_model, self.run.model)
+            self.last_weights = ds
+            df = ds[["relative_change", "delta_effective_rank", "intruders"]].to_dataframe().reset_index()
+            self.weights.send(df.sort_values("relative_change", ascending=False))
+        except Exception as exc:  # noqa: BLE001
+            self.message.object = f"⚠ {error_text(exc)}"
 
     @property
     def buffers(self) -> dict[str, Buffer]:

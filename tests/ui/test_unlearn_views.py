@@ -42,6 +42,9 @@ def test_unlearn_monitor_streams_curves_and_relearns(base, bench):
     assert view.last_relearn is not None, view.message.object
     assert list(view.relearn_result.object.index) == ["before", "after"]
     assert "→" in view.message.object
+    view.weights_button.clicks += 1
+    assert view.last_weights is not None, view.message.object
+    assert len(view.weights.data) == len(view.last_weights.matrix) and (view.weights.data.relative_change > 0).any()
     view.stop_polling()
 
 
