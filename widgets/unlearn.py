@@ -5,12 +5,13 @@ of several methods on one plot.
 >>> view = widgets.view(unlearn_run)     # UnlearnMonitor: training monitor + forget/retain + Relearn  # doctest: +SKIP
 >>> TradeoffView(results)                # results: xr.Dataset over `method` (evaluate() outputs)      # doctest: +SKIP
 
-The monitor (with a "Weights" button: relative change, effective rank of ΔW and intruders per matrix
-since unlearning began, from :func:`workbench.unlearn.update_summary`) polls ``run.history.rows_since(cursor)`` from a periodic callback and sends the
+The monitor polls ``run.history.rows_since(cursor)`` from a periodic callback and sends the
 ``UnlearnProbe`` columns (``forget_prob``, ``retain_prob``, ``forget_quality``, ``general_prob``, …) into
 bounded ``Buffer`` streams; the retain-vs-forget trajectory is a ``Pipe`` of all points so far. The
 Relearn button runs :func:`workbench.unlearn.relearn_attack` on a *copy* of the current model (refused
-while the run trains) and shows the before/after table. Nothing here computes science: probes, evals
+while the run trains) and shows the before/after table; the Weights button shows the relative change,
+effective rank of ΔW and intruders per matrix since unlearning began (:func:`workbench.unlearn.update_summary`
+against π_ref). Nothing here computes science: probes, evals
 and the attack live in :mod:`workbench.unlearn`.
 """
 

@@ -315,3 +315,28 @@ def test_checkpoint_restores_reference_and_mask_and_resumes_identically(base, be
     a.run(2, progress=False)
     b.run(2, progress=False)
     assert same_state(state(a.model), state(b.model))
+
+
+def test_a_method_registered_later_is_usable(base, bench):
+    from workbench.unlearn.losses import sequence_logprob
+    from workbench.unlearn.methods import Method
+
+    class HalfGA(Method):
+        name = "half_ga_test"
+
+        def needs_retain(self, stage):
+            return False
+
+        def forget_term(self, stage, forget):
+            logp, _ = sequence_logprob(stage.model, forget)
+            return 0.5 * logp.mean(), {}
+
+    METHODS.register("half_ga_test", HalfGA, replace=True)
+    try:
+        st = make(base, bench, method="half_ga_test", max_steps=1)
+        st.run(progress=False)
+        ga = make(base, bench, method="ga")
+        f = batch_of(bench)
+        assert st.method_impl.forget_term(ga, f)[0].item() == pytest.approx(0.5 * ga.method_impl.forget_term(ga, f)[0].item())
+    finally:
+        METHODS._entries.pop("half_ga_test", None)

@@ -85,7 +85,8 @@ class Unlearn(Run):
     **params : declared parameters below and every :class:`workbench.Run` parameter.
     """
 
-    method = param.Selector(default="npo", objects=METHODS.names(), doc="Unlearning method (METHODS registry).")
+    method = param.Selector(default="npo", objects=METHODS.names(), check_on_set=False,
+                            doc="Unlearning method (METHODS registry; methods registered later are accepted too).")
     beta = param.Number(default=0.1, doc="Inverse temperature of NPO / SimNPO (> 0).")
     retain_weight = param.Number(default=1.0, doc="Weight of the retain term (GradDiff, NPO+RT, SimNPO+RT, RMU's α); 0 = off.")
     delta = param.Number(default=0.0, doc="SimNPO margin δ.")
