@@ -79,7 +79,7 @@ def truth_ratio(model, bench: FactsBenchmark, fact_ids: list[int]) -> np.ndarray
 def greedy_answers(model, bench: FactsBenchmark, fact_ids: list[int], batch_size: int = 64) -> list[str]:
     """The model's greedy answer to each question (left-padded batched ``generate``), decoded."""
     tok = bench.tokenizer
-    prompts = [bench._encode([bench.prompt(bench.facts[i])])[0] for i in fact_ids]
+    prompts = [bench.encode([bench.prompt(bench.facts[i])])[0] for i in fact_ids]
     max_new = bench.max_length - min(len(p) for p in prompts)
     dev = _device(model)
     texts: list[str] = []

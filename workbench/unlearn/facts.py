@@ -130,7 +130,7 @@ class FactsBenchmark:
         self.facts: list[Fact] = facts
         self.forget_order = [int(i) for i in rng.permutation(n_entities)]  # nested forget splits
         texts = [self.prompt(f) + " " + s for f in facts for s in (f.answer, f.paraphrase, f.refusal, *f.perturbed)]
-        self.max_length = max(len(ids) for ids in self._encode(texts)) + 2  # + bos + eos
+        self.max_length = max(len(ids) for ids in self.encode(texts)) + 2  # + bos + eos
 
     # ------------------------------------------------------------------ splits of facts
     @staticmethod
@@ -167,7 +167,8 @@ class FactsBenchmark:
         return out[:limit] if limit is not None else out
 
     # ------------------------------------------------------------------ tokenization
-    def _encode(self, texts: list[str]) -> list[list[int]]:
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text (no special tokens)."""
         return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
 
     def tokenize(self, prompts: list[str], answers: list[str]) -> dict[str, torch.Tensor]:
@@ -176,8 +177,8 @@ class FactsBenchmark:
         Returns ``input_ids``, ``attention_mask``, ``labels`` (all ``[n, max_length]`` int64).
         """
         tok = self.tokenizer
-        p_ids = self._encode(prompts)
-        a_ids = self._encode([" " + a for a in answers])
+        p_ids = self.encode(prompts)
+        a_ids = self.encode([" " + a for a in answers])
         n, L = len(prompts), self.max_length
         pad = tok.pad_token_id
         input_ids = torch.full((n, L), pad, dtype=torch.long)  # [n, L]
