@@ -242,3 +242,13 @@ def test_checkpoint_resume_is_bit_identical(bases, ds, tmp_path):
     b.run(2, progress=False)
     assert b.loss == a.loss
     assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+
+
+def test_adapter_init_is_seeded_not_global(bases, ds):
+    torch.manual_seed(123)
+    a = FineTune(fresh_copy(bases["gpt2"]), ds, method="lora", rank=4, init="gaussian", **SMALL)
+    torch.manual_seed(456)
+    b = FineTune(fresh_copy(bases["gpt2"]), ds, method="lora", rank=4, init="gaussian", **SMALL)
+    c = FineTune(fresh_copy(bases["gpt2"]), ds, method="lora", rank=4, init="gaussian", **{**SMALL, "seed": 1})
+    la, lb, lc = ([p for n, p in r.model.named_parameters() if "lora_A" in n][0] for r in (a, b, c))
+    assert torch.equal(la, lb) and not torch.equal(la, lc)

@@ -31,6 +31,7 @@ import re
 import time
 
 import param
+import torch
 from torch import nn
 
 from .. import data as data_mod, devices
@@ -117,8 +118,12 @@ class FineTune(Run):
         batches = [to_device(self.data.train.batch_at(i, self.batch_size, self.seed), device)
                    for i in range(self.init_batches)]
         t0 = time.perf_counter()
-        self.model = adapters.build(base, self.method, self.targets, self.rank, self.alpha, self.init, self.dropout,
-                                    self.use_rslora, self.use_dora, batches, self.data.loss, self.sb_start, self.lr)
+        # Adapter init (Kaiming/Gaussian A, EVA/PiSSA randomness) is seeded by `seed`, not the global RNG state.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(int(self.seed))
+            self.model = adapters.build(base, self.method, self.targets, self.rank, self.alpha, self.init,
+                                        self.dropout, self.use_rslora, self.use_dora, batches, self.data.loss,
+                                        self.sb_start, self.lr)
         #: seconds spent building the adapter (SVDs, gradient / calibration passes of data-driven inits).
         self.init_seconds = time.perf_counter() - t0
         if self.intruders_every > 0:
