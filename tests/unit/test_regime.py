@@ -213,3 +213,22 @@ def test_sweep_bad_inputs():
     with pytest.raises(ConfigError, match="Cannot reach the Dask scheduler"):
         sweep({"x": [1]}, fn=failing_trial, address="tcp://127.0.0.1:9", connect_timeout=1, progress=False)
     assert time.perf_counter() - t0 < 15
+
+
+def test_tiny_transformer_on_modular_arithmetic_records_accuracy():
+    from workbench.regime.grokking import grokking_run, tiny_transformer, transition_steps
+
+    assert tiny_transformer(p=7, d_model=16, n_layer=1, n_head=2)(torch.tensor([[1, 2]])).shape == (1, 7)
+    run = grokking_run(p=7, train_fraction=0.5, steps=4, every=2, d_model=16, batch_size=16, init_scale=2.0)
+    rec = run.record
+    assert {"train_accuracy", "val_accuracy", "weight_norm", "relative_distance_from_init"} <= set(rec.data_vars)
+    assert 0 <= float(rec.val_accuracy.sel(step=4)) <= 1
+    steps = transition_steps(rec, train_threshold=0.0, val_threshold=2.0)
+    assert steps["fit_step"] == 0.0 and math.isnan(steps["generalize_step"])
+
+
+@pytest.mark.slow
+def test_default_backend_starts_and_closes_its_own_process_cluster():
+    ds = sweep({"rank": [1, 99]}, fixed=TINY, n_workers=2, progress=False)  # LocalCluster(processes=True)
+    assert ds.attrs["backend"] == "dask" and ds.status.values.tolist() == ["ok", "error"]
+    assert "rank must be" in str(ds.error.sel(rank=99).values)

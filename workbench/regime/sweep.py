@@ -154,8 +154,13 @@ def _run_dask(fn, configs, client, address, n_workers, threads_per_worker, proce
             if address is not None:
                 client = own_client = _connect(address, timeout)
             else:
-                own_cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes,
-                                           dashboard_address=None)
+                import dask
+
+                # The statistical profiler samples every worker thread's stack every 10 ms: pure overhead for
+                # Python-heavy trials (RNN time loops), so our own cluster runs without it.
+                with dask.config.set({"distributed.worker.profile.enabled": False}):
+                    own_cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                                               processes=processes, dashboard_address=None)
                 client = own_client = Client(own_cluster)
         if processes or address is not None or own_cluster is None:
             client.run(_init_worker, threads_per_worker)
