@@ -17,7 +17,7 @@ from workbench import Run, Snapshot, data, models
 from workbench.errors import ConfigError
 from workbench.matrices import weight_matrices
 from workbench.spectra import (BaseVectors, SpectraProbe, compare, effective_rank, find_intruders, fit_power_law,
-                               intruder_component, intruder_dimensions, model_spectra, numerical_rank,
+                               intruder_component, intruder_dimensions, intruder_profile, model_spectra, numerical_rank,
                                power_law_alpha, principal_angles, singular_values, stable_rank)
 
 
@@ -282,11 +282,25 @@ def test_probe_records_into_run_and_caches_base_vectors():
     assert probe.base_vectors.computed == 2 * n and float(run.history.latest("intruders").sum()) == 0.0
 
 
-def test_base_vector_cache_and_lowrank_probe_method(gpt2):
+def test_base_vector_cache_and_lowrank_method(gpt2):
     ref = Snapshot.from_model(gpt2)
     cache = BaseVectors()
     cache.get(ref), cache.get(ref)
     assert cache.computed == len(ref)
+    np.testing.assert_array_equal(model_spectra(ref).singular_values, model_spectra(gpt2).singular_values)
+    # randomized top-k tuned vectors give the exact counts on a base with a decaying (trained-like) top spectrum
+    g = torch.Generator().manual_seed(7)
+    base, tuned = {}, {}
+    for i in range(6):
+        w0 = with_spectrum(np.r_[np.linspace(6, 2, 16), np.full(80, 0.5)], 160, 96, seed=10 * i)
+        x, y = torch.randn(160, i % 3, generator=g), torch.randn(i % 3, 96, generator=g)
+        base[f"m{i}"] = w0
+        tuned[f"m{i}"] = w0 + 12.0 * (x / x.norm(dim=0)) @ (y / y.norm(dim=1, keepdim=True)) + 1e-3 * torch.randn(160, 96, generator=g)
+    exact = intruder_profile(base, tuned, method="exact")
+    fast = intruder_profile(base, tuned, method="lowrank", cache=BaseVectors())
+    np.testing.assert_array_equal(exact.intruders, fast.intruders)
+    assert exact.intruders.values.tolist() == [0, 1, 2, 0, 1, 2]
+    np.testing.assert_allclose(exact.max_cos, fast.max_cos, atol=1e-3)
 
 
 # ---------------------------------------------------------------------------------------------- WeightWatcher
