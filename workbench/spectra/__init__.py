@@ -20,13 +20,13 @@ Conv1D transposed, PEFT effective weights). See ``docs/spectra.md``.
 """
 
 from .core import (PowerLawFit, as_matrix, effective_rank, fit_power_law, model_spectra, numerical_rank,
-                   power_law_alpha, singular_values, spectra_table, stable_rank)
+                   power_law_alpha, singular_values, spectra_table, stable_rank, top_singular_values)
 from .intruders import (BaseVectors, Intruders, find_intruders, intruder_component, intruder_dimensions,
                         intruder_profile, left_singular_vectors, max_abs_cos)
 from .compare import compare, compare_matrices, principal_angles
 from .probe import SpectraProbe
 
 __all__ = ["effective_rank", "stable_rank", "numerical_rank", "power_law_alpha", "singular_values", "fit_power_law",
-           "PowerLawFit", "as_matrix", "model_spectra", "spectra_table", "intruder_dimensions", "find_intruders",
+           "PowerLawFit", "as_matrix", "model_spectra", "top_singular_values", "spectra_table", "intruder_dimensions", "find_intruders",
            "intruder_component", "intruder_profile", "Intruders", "BaseVectors", "left_singular_vectors", "max_abs_cos",
            "compare", "compare_matrices", "principal_angles", "SpectraProbe"]
