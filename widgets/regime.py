@@ -169,3 +169,76 @@ class RegimeMap(pn.viewable.Viewer):
 
     def __panel__(self):
         return pn.Row(pn.Param(self.param, parameters=["var", "x", "y"], show_name=False), self.plot())
+
+
+class RecipeEditor(pn.viewable.Viewer):
+    """Any registered init recipe, its declared parameters as widgets, and a preview on a model's matrices.
+
+    The recipe list comes from ``workbench.init.RECIPES.table()``; the controls are ``pn.Param`` of the
+    recipe instance (a ``param.Parameterized``); **Preview** calls ``workbench.init.preview`` (nothing is
+    modified) and **Apply** calls ``workbench.init.apply`` on the model. ``data`` is passed to recipes
+    that need the task (``aligned``).
+    """
+
+    recipe_name = param.Selector(default="low_rank", objects=[], doc="Init recipe.")
+
+    def __init__(self, model, data=None, **params):
+        from workbench.init import RECIPES
+
+        self.param.recipe_name.objects = RECIPES.names()
+        super().__init__(**params)
+        self.model, self.data = model, data
+        self.table = pn.widgets.Tabulator(pd.DataFrame(RECIPES.table()), disabled=True, show_index=False, height=180)
+        self.pipe = Pipe(data=pd.DataFrame({"matrix": [], "index": [], "sigma_before": [], "sigma_after": []}))
+        self.summary = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False, height=180)
+        self.status = pn.pane.Markdown("")
+        self.preview_button = pn.widgets.Button(label="Preview")
+        self.apply_button = pn.widgets.Button(label="Apply", color="warning")
+        self.preview_button.on_click(lambda *_: self.refresh())
+        self.apply_button.on_click(lambda *_: self.apply())
+        self.controls = pn.Column()
+        self.param.watch(lambda *_: self._new_recipe(), ["recipe_name"])
+        self._new_recipe()
+
+    def _new_recipe(self):
+        from workbench.init import resolve
+
+        self.recipe = resolve(self.recipe_name)
+        self.controls[:] = [pn.Param(self.recipe.param, show_name=False)]
+
+    def refresh(self) -> None:
+        from workbench.init import preview
+
+        try:
+            ds = preview(self.model, self.recipe, data=self.data)
+        except Exception as exc:  # bad parameters: say why, keep the last preview
+            self.status.object = f"⚠ {exc}"
+            return
+        frame = ds[["sigma_before", "sigma_after"]].to_dataframe().dropna().reset_index()
+        self.pipe.send(frame)
+        self.summary.value = ds[["erank_before", "erank_after", "rank_before", "rank_after", "frobenius_before",
+                                 "frobenius_after"]].to_dataframe().reset_index()
+        self.status.object = f"previewed {ds.sizes['matrix']} matrices"
+
+    def apply(self) -> None:
+        from workbench.init import apply
+
+        try:
+            names = apply(self.model, self.recipe, data=self.data)
+            self.status.object = f"applied {self.recipe_name} to {len(names)} matrices"
+        except Exception as exc:
+            self.status.object = f"⚠ {exc} (model unchanged)"
+
+    def plot(self):
+        def element(data):
+            first = data[data["matrix"] == data["matrix"].iloc[0]] if len(data) else data
+            return (hv.Curve(first, "index", "sigma_before", label="before") *
+                    hv.Curve(first, "index", "sigma_after", label="after")).opts(
+                hv.opts.Curve(logy=True, width=420, height=260, tools=["hover"]))
+
+        return hv.DynamicMap(element, streams=[self.pipe])
+
+    def __panel__(self):
+        return pn.Row(pn.Column(self.table, pn.Param(self.param, parameters=["recipe_name"], show_name=False),
+                                self.controls, pn.Row(self.preview_button, self.apply_button), self.status),
+                      pn.Column(self.plot(), self.summary))

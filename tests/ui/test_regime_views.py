@@ -62,3 +62,28 @@ def test_regime_map_of_a_sweep():
     assert cell == pytest.approx(1.0)  # the failed seed-0 point (value 0) is skipped
     view.var = "weight_change"
     assert view.pipe.data["value"].max() <= 0
+
+
+def test_recipe_editor_lists_recipes_previews_and_applies():
+    import torch
+
+    from widgets.regime import RecipeEditor
+    from workbench import models
+
+    net = models.rnn(n_hidden=10)
+    before = net.weight_rec.detach().clone()
+    view = RecipeEditor(net)
+    pn.panel(view).get_root()
+    assert set(view.table.value["name"]) >= {"scale", "low_rank", "aligned", "orthogonal", "gaussian"}
+    view.recipe.rank, view.recipe.include = 2, "weight_rec"
+    view.preview_button.clicks += 1
+    assert torch.equal(net.weight_rec.detach(), before) and "previewed 1" in view.status.object
+    assert int(view.summary.value["rank_after"].iloc[0]) == 2 and len(view.pipe.data) == 10
+    view.recipe.rank = 50  # too large: a message, nothing applied
+    view.apply_button.clicks += 1
+    assert "model unchanged" in view.status.object and torch.equal(net.weight_rec.detach(), before)
+    view.recipe.rank = 3
+    view.apply_button.clicks += 1
+    assert torch.linalg.matrix_rank(net.weight_rec.detach()).item() == 3
+    view.recipe_name = "scale"
+    assert view.recipe.factor == 1.0
