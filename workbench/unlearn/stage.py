@@ -78,10 +78,13 @@ class Unlearn(Run):
 
     Parameters
     ----------
-    model : the target model (``nn.Module``, a preset name or a model directory).
+    model : the target model (``nn.Module``, a preset name or a model directory). Trained in place, as in
+        every Run (with ``lora_rank > 0`` PEFT also injects its adapters into it): pass
+        ``copy.deepcopy(target)`` to keep the target.
     forget : :class:`Split` (or dict of tensors) of forget examples; ``labels`` -100 outside the answers.
     retain : :class:`Split` of retain examples (needed by GradDiff, RMU, NPO/SimNPO with
         ``retain_weight > 0`` and the WAGLE mask); must not share facts (``fact_id``) or rows with ``forget``.
+    reference_model : π_ref; by default a deep copy of ``model`` made here (after LoRA wrapping).
     **params : declared parameters below and every :class:`workbench.Run` parameter.
     """
 
