@@ -36,6 +36,8 @@ def test_save_load_round_trip(tmp_path, stories):
 def test_theory_models_forward():
     m = models.mlp(d_in=4, d_hidden=8, d_out=2)
     assert m(torch.randn(3, 4)).shape == (3, 2) and m.hidden(torch.randn(3, 4)).shape == (3, 8)
+    tok = models.mlp(d_in=8, d_hidden=16, d_out=97, vocab=97)  # modular arithmetic: tokens [a, b]
+    assert tok(torch.tensor([[3, 5], [96, 1]])).shape == (2, 97)
     r = models.rnn(d_in=3, n_hidden=16, d_out=2)
     assert r(torch.randn(2, 5, 3)).shape == (2, 5, 2) and r.hidden(torch.randn(2, 5, 3)).shape == (2, 16)
     assert set(weight_matrices(r)) == {"weight_in", "weight_rec", "weight_out"}

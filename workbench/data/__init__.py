@@ -130,6 +130,9 @@ def load(name_or_path: str | os.PathLike, **options) -> Dataset:
     return DATASETS.get(str(name_or_path))  # raises NotFoundError with close matches and the known names
 
 
+from . import cognitive  # noqa: E402  registers two_afc and delayed_match (RNN cognitive tasks)
+
+
 def from_description(desc: dict) -> Dataset:
     """Rebuild a dataset from ``Dataset.describe()`` (as stored in records and checkpoints).
 

@@ -20,17 +20,19 @@ class MLP(nn.Module):
     """Fully connected network ``d_in → hidden × depth → d_out``; ``embed`` for integer inputs."""
 
     def __init__(self, d_in: int, d_hidden: int, d_out: int, depth: int = 2, activation: str = "relu",
-                 bias: bool = True, vocab: int | None = None):
+                 bias: bool = True, vocab: int | None = None, n_tokens: int = 2):
         super().__init__()
         if min(d_in, d_hidden, d_out, depth) < 1:
             raise ConfigError(f"MLP sizes must be ≥ 1, got d_in={d_in}, d_hidden={d_hidden}, d_out={d_out}, depth={depth}.")
         if activation not in ACTIVATIONS:
             raise ConfigError(f"Unknown activation {activation!r}; use one of {list(ACTIVATIONS)}.")
         # Integer inputs [batch, n_tokens] are embedded and concatenated (modular arithmetic).
+        # With ``vocab``, d_in is the embedding size per token and the first layer sees n_tokens * d_in.
         self.embed = nn.Embedding(vocab, d_in) if vocab else None
-        layers, width = [], None
+        width_in = d_in * n_tokens if vocab else d_in
+        layers = []
         for i in range(depth):
-            layers += [nn.Linear(d_in if i == 0 else d_hidden, d_hidden, bias=bias), ACTIVATIONS[activation]()]
+            layers += [nn.Linear(width_in if i == 0 else d_hidden, d_hidden, bias=bias), ACTIVATIONS[activation]()]
         layers.append(nn.Linear(d_hidden, d_out, bias=bias))
         self.net = nn.Sequential(*layers)
         self._d_in = d_in
@@ -89,12 +91,12 @@ class ReLURNN(nn.Module):
 
 
 def mlp(d_in: int = 16, d_hidden: int = 64, d_out: int = 1, depth: int = 2, activation: str = "relu", seed: int = 0,
-        vocab: int | None = None, **_) -> MLP:
+        vocab: int | None = None, n_tokens: int = 2, **_) -> MLP:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = MLP(d_in, d_hidden, d_out, depth, activation, vocab=vocab)
+        model = MLP(d_in, d_hidden, d_out, depth, activation, vocab=vocab, n_tokens=n_tokens)
     model.workbench_origin = {"builder": "mlp", "d_in": d_in, "d_hidden": d_hidden, "d_out": d_out, "depth": depth,
-                              "activation": activation, "seed": seed, "vocab": vocab}
+                              "activation": activation, "seed": seed, "vocab": vocab, "n_tokens": n_tokens}
     return model
 
 
