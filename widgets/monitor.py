@@ -63,6 +63,12 @@ def resolve_inside(root: str | os.PathLike, path: str) -> Path:
     return target
 
 
+def load_notebook_extension() -> None:
+    """``pn.extension()`` unless Panel's notebook extension is loaded (displaying a view calls this first)."""
+    if not pn.extension._loaded:
+        pn.extension()
+
+
 class TrainingMonitor(pn.viewable.Viewer):
     """Controls, status and streaming plots of one run; see the module docstring."""
 
@@ -146,8 +152,7 @@ class TrainingMonitor(pn.viewable.Viewer):
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         # Displaying a run in a notebook lands here; Panel needs its extension loaded in the kernel first.
-        if not pn.extension._loaded:
-            pn.extension()
+        load_notebook_extension()
         return super()._repr_mimebundle_(include, exclude)
 
     # ------------------------------------------------------------------ plots

@@ -28,7 +28,7 @@ import xarray as xr
 from workbench.errors import ConfigError
 from workbench.record import meta, open_record
 
-from .monitor import error_text, resolve_inside
+from .monitor import error_text, load_notebook_extension, resolve_inside
 from .registry import register_view
 
 hv.renderer("bokeh")
@@ -189,8 +189,7 @@ class RecordView(pn.viewable.Viewer):
             self.plot, sizing_mode="stretch_width")
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        if not pn.extension._loaded:
-            pn.extension()
+        load_notebook_extension()
         return super()._repr_mimebundle_(include, exclude)
 
 
