@@ -28,8 +28,8 @@ import param
 from workbench import Run, data as wb_data
 from workbench.errors import ConfigError
 
-from .monitor import TrainingMonitor
-from .record_view import RecordView
+from widgets.monitor import TrainingMonitor  # absolute: `panel serve widgets/app.py` runs this file as a script
+from widgets.record_view import RecordView
 
 
 class RunSlots:
@@ -127,13 +127,13 @@ def session_view(run: Run, config: DashboardConfig = CONFIG, slots: RunSlots | N
 
     def do_save(_event=None):
         try:
-            from .monitor import resolve_inside
+            from widgets.monitor import resolve_inside
 
             path = resolve_inside(root, record_name.value.strip() or f"{run.run_id}.nc")
             run.save_record(path)
             saved.object, saved.alert_type = f"Record saved to {path} (open it by name above).", "success"
         except Exception as exc:  # noqa: BLE001 - shown, not raised
-            from .monitor import error_text
+            from widgets.monitor import error_text
 
             saved.object, saved.alert_type = error_text(exc), "danger"
         saved.visible = True
