@@ -31,17 +31,26 @@ COUNT_LOSS = """() => { let n = 0; for (const doc of (window.Bokeh?.documents ??
 
 
 def run(quick: bool = False) -> list[dict]:
-    import panel as pn
     import torch
+
+    exe = shutil.which("chromium")
+    if exe is None:
+        raise RuntimeError("bench_ui needs Debian's chromium (make browser / apt-get install -y chromium).")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # restored below: run_all runs every benchmark in this process
+    try:
+        return _measure(quick, exe)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure(quick: bool, exe: str) -> list[dict]:
+    import panel as pn
     from playwright.sync_api import expect, sync_playwright
 
     from widgets.app import DashboardConfig, RunSlots, session_view
     from workbench import Run, data
 
-    torch.set_num_threads(1)
-    exe = shutil.which("chromium")
-    if exe is None:
-        raise RuntimeError("bench_ui needs Debian's chromium (make browser / apt-get install -y chromium).")
     steps, repeats = (40, 3) if quick else (150, 5)
     ds = data.load("stories", n_docs=200)
     cfg = dict(batch_size=8, max_steps=10**7, log_every=5, eval_every=0)
