@@ -1,0 +1,101 @@
+"""JupyterLab smoke test: open the tour notebook in JupyterLab (Debian's chromium via Playwright), run all
+cells with ``interactive=True``, see the training monitor render and stream, press its Stop button.
+
+The notebook gets its parameters from papermill's ``prepare_only`` (no execution), so what runs is the
+real tour with a parameters cell injected.
+
+Opt-in (``WORKBENCH_LAB_TEST=1``) and expected to fail for now: offline, BokehJS never initializes in the
+JupyterLab page (Panel 1.9.4's notebook loader first fetches es-module-shims from cdn.holoviz.org; with
+that removed it still timed out), so the panel does not render although the kernel's output is right
+(see docs/ui.md, "Known limits"). It also takes ~150 s on the shared 2-core machine. The browser console
+is attached to the failure message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_browser import CHROMIUM_ARGS, READ_STATE, _browser_or_skip, _free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [
+    pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300),
+    pytest.mark.skipif(os.environ.get("WORKBENCH_LAB_TEST") != "1", reason="opt-in: set WORKBENCH_LAB_TEST=1 (~150 s)"),
+    pytest.mark.xfail(reason="offline JupyterLab: BokehJS does not initialize (docs/ui.md, Known limits)", strict=False),
+]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    import papermill as pm
+
+    nb = tmp_path / "tour.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / "00_tour.ipynb"), str(nb), prepare_only=True, kernel_name="workbench",
+                        parameters=dict(interactive=True, steps=400, n_docs=60, batch_size=4,
+                                        results_path=str(tmp_path / "tour.nc")))
+    port, token = _free_port(), "workbench-test"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    log = open(tmp_path / "lab.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+                             "--allow-root", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
+                             "--LabApp.news_url=", "--ServerApp.disable_check_xsrf=True"],
+                            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"jupyter lab exited: {(tmp_path / 'lab.log').read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=10).read()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    pytest.fail("jupyter lab did not answer within 90 s")
+                time.sleep(0.5)
+        yield f"{base}/lab/tree/tour.ipynb?token={token}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_tour_notebook_shows_the_monitor_in_jupyterlab(lab, tmp_path):
+    exe = _browser_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            msgs = []
+            page.on("console", lambda m: msgs.append(f"{m.type}: {m.text[:300]}"))
+            page.on("pageerror", lambda e: msgs.append(f"pageerror: {str(e)[:300]}"))
+            page.on("requestfailed", lambda r: msgs.append(f"requestfailed: {r.url[:200]}"))
+            page.goto(lab)
+            expect(page.locator(".jp-Notebook")).to_be_visible(timeout=90_000)
+            expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=90_000)  # kernel started
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_text("Run All Cells", exact=True).click()
+            stop = page.get_by_role("button", name="Stop", exact=True)
+            expect(stop).to_be_enabled(timeout=120_000)  # the monitor rendered and the run is training
+            page.wait_for_function(f"() => ({READ_STATE})().counts.loss >= 3", timeout=90_000)
+            stop.click()
+            page.wait_for_function(f"() => ({READ_STATE})().status.includes('stopped')", timeout=60_000)
+            status = page.evaluate(READ_STATE)["status"]
+            assert re.search(r"step \d+", status), status
+        finally:
+            print("browser console:\n" + "\n".join(m for m in msgs if any(w in m.lower() for w in ("error", "fail", "bokeh"))))
+            page.screenshot(path=str(tmp_path / "lab.png"), full_page=False)  # also on failure: what Lab showed
+            browser.close()
