@@ -148,10 +148,15 @@ class SpectraMonitor(pn.viewable.Viewer):
         self.run = run
         self._cursors = {m: 0 for m in self.metrics}
         self._tables: dict[str, dict[int, pd.Series]] = {m: {} for m in self.metrics}
-        self.pipes = {m: Pipe(data=pd.DataFrame({"step": [], "matrix": [], m: []})) for m in self.metrics}
+        # Typed empty frames: an untyped (float) `matrix` column makes the first categorical frame fail in
+        # framewise range computation ("unsupported operand type(s) for -=: 'str' and 'float'").
+        self.pipes = {m: Pipe(data=self._empty(m)) for m in self.metrics}
         self.alert = pn.pane.Alert("", alert_type="danger", visible=False)
-        maps = [pn.pane.HoloViews(hv.DynamicMap(lambda data, _m=m: self._heatmap(data, _m), streams=[self.pipes[m]]),
-                                  sizing_mode="stretch_width", height=360) for m in self.metrics]
+        # Each heatmap pane gets a fresh element per poll: a categorical `matrix` axis cannot replace the numeric
+        # axis of an empty first frame inside one DynamicMap (HoloViews' range update raises TypeError).
+        self.panes = {m: pn.pane.HoloViews(self._heatmap(self._empty(m), m), sizing_mode="stretch_width", height=360)
+                      for m in self.metrics}
+        maps = list(self.panes.values())
         self.explorer = SpectrumExplorer(run, prefix=self.prefix) if explorer else None
         self._layout = pn.Column(pn.pane.Markdown(f"### Spectra · {getattr(run, 'label', '') or getattr(run, 'run_id', '')}"),
                                  self.alert, pn.Row(*maps, sizing_mode="stretch_width"),
@@ -160,6 +165,11 @@ class SpectraMonitor(pn.viewable.Viewer):
 
     def __panel__(self):
         return self._layout
+
+    @staticmethod
+    def _empty(metric: str) -> pd.DataFrame:
+        return pd.DataFrame({"step": pd.Series([], dtype="int64"), "matrix": pd.Series([], dtype=object),
+                             metric: pd.Series([], dtype="float64")})
 
     @staticmethod
     def _heatmap(data, metric):
@@ -180,7 +190,9 @@ class SpectraMonitor(pn.viewable.Viewer):
                         table[step] = da.to_series()
                     for old in sorted(table)[: max(0, len(table) - self.max_steps_shown)]:
                         del table[old]
-                    self.pipes[m].send(self.frame(m))
+                    frame = self.frame(m)
+                    self.pipes[m].send(frame)
+                    self.panes[m].object = self._heatmap(frame, m)
             if self.explorer is not None:
                 self.explorer.poll()
             self.alert.visible = False
@@ -191,7 +203,7 @@ class SpectraMonitor(pn.viewable.Viewer):
         """The long table (step, matrix, value) behind a heatmap."""
         table = self._tables[metric]
         if not table:
-            return pd.DataFrame({"step": [], "matrix": [], metric: []})
+            return self._empty(metric)
         wide = pd.DataFrame(table)  # rows: matrix, columns: step
         wide.index.name, wide.columns.name = "matrix", "step"
         return wide.stack().rename(metric).reset_index()[["step", "matrix", metric]]

@@ -85,3 +85,25 @@ def test_analyse_panel_with_reference():
     assert len(report.table) == len(weight_matrices(tuned))
     assert report.table.intruders.sum() == 0 and (report.table.subspace_overlap > 0.999).all()
     assert {"effective_rank", "stable_rank", "alpha"} <= set(report.table.columns)
+
+
+def test_spectra_monitor_heatmaps_render_after_training():
+    """Regression: the first categorical frame after an empty one must not break the heatmap (it raised TypeError)."""
+    import panel as pn
+    from bokeh.document import Document
+
+    from workbench import Run, data
+    from workbench.spectra import SpectraProbe
+    from widgets.spectrum import SpectraMonitor
+
+    ds = data.load("stories", n_docs=100)
+    run = Run("gpt2-1m", ds, batch_size=4, eval_every=0)
+    run.add_probe(SpectraProbe(every=2))
+    monitor = SpectraMonitor(run)
+    pn.panel(monitor).get_root(Document())
+    run.run(4, progress=False)
+    monitor.poll()
+    assert not monitor.alert.visible, monitor.alert.object
+    frame = monitor.pipes["intruders"].data
+    assert set(frame.step) == {0, 2, 4} and frame.matrix.nunique() > 10
+    monitor.stop_polling()
