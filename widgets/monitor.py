@@ -63,10 +63,43 @@ def resolve_inside(root: str | os.PathLike, path: str) -> Path:
     return target
 
 
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+
+        return getattr(get_ipython(), "kernel", None) is not None
+    except ImportError:
+        return False
+
+
+def offline_notebook_resources() -> None:
+    """Make Panel/HoloViews notebook output render without internet (done once, when ``widgets`` loads in a kernel).
+
+    By default the notebook loaders fetch BokehJS and Panel's JS from cdn.bokeh.org / cdn.holoviz.org,
+    and Panel 1.9.4 fetches ``es-module-shims`` from the CDN even when inlining; offline either failure
+    stops BokehJS from initializing and no view renders in JupyterLab. Here resources are inlined from
+    the kernel (Panel's and HoloViews' — hvplot runs ``hv.extension`` on import), and the shim, which only
+    Panel's ESM components (``JSComponent``, ``AnyWidgetComponent``) need, is left out of the notebook
+    bundle; the workbench views do not use them. Served apps are untouched (their server ships
+    everything). ``WORKBENCH_CDN_RESOURCES=1`` keeps the libraries' defaults.
+    """
+    if not _in_kernel() or os.environ.get("WORKBENCH_CDN_RESOURCES") == "1":
+        return
+    from holoviews.ipython import notebook_extension
+    from panel.models.esm import ReactiveESM
+
+    ReactiveESM.__javascript_raw__ = []
+    pn.config.inline = True
+    notebook_extension.inline = True
+
+
 def load_notebook_extension() -> None:
     """``pn.extension()`` unless Panel's notebook extension is loaded (displaying a view calls this first)."""
     if not pn.extension._loaded:
-        pn.extension()
+        pn.extension(inline=pn.config.inline)
+
+
+offline_notebook_resources()  # before any view module imports hvplot (which loads the notebook extension)
 
 
 class TrainingMonitor(pn.viewable.Viewer):
