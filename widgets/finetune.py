@@ -25,6 +25,7 @@ from holoviews.streams import Buffer, Pipe
 from workbench.finetune import FineTune, LORA_INITS
 from workbench.finetune.compare import compare_runs, run_label, summary_table
 
+from .polling import Poller
 from .monitor import TrainingMonitor, error_text
 from .registry import register_view
 
@@ -38,25 +39,6 @@ TITLES = {"val_loss": "task loss (held out)", "pretrain_loss": "forgetting: pre-
 def _short(matrix: str) -> str:
     """``transformer.h.3.attn.c_attn.weight`` → ``h.3.attn.c_attn`` (heatmap axis labels)."""
     return matrix.replace("transformer.", "").replace("model.layers.", "L").removesuffix(".weight")
-
-
-class _Poller:
-    """Periodic-callback bookkeeping shared by the views (start/stop; the poll itself never raises)."""
-
-    period = 400
-    _callback = None
-
-    def start_polling(self) -> None:
-        if self._callback is None:
-            self._callback = pn.state.add_periodic_callback(self.poll, period=self.period)
-
-    def stop_polling(self) -> None:
-        if self._callback is not None:
-            try:
-                self._callback.stop()
-            except Exception:
-                pass
-            self._callback = None
 
 
 class MatrixHeatmap:
@@ -133,11 +115,11 @@ class FineTuneMonitor(pn.viewable.Viewer):
         self._layout = pn.Column(self.settings, self.monitor, spectra, sizing_mode="stretch_width")
         self.start_polling()
 
-    start_polling = _Poller.start_polling
+    start_polling = Poller.start_polling
 
     def stop_polling(self) -> None:
         """Stop this view's poll, the monitor's and the explorer's."""
-        _Poller.stop_polling(self)
+        Poller.stop_polling(self)
         self.monitor.stop_polling()
         self.explorer.stop_polling()
 
@@ -197,8 +179,8 @@ class CompareRuns(pn.viewable.Viewer):
                                  self.message, self.table, sizing_mode="stretch_width")
         self.start_polling()
 
-    start_polling = _Poller.start_polling
-    stop_polling = _Poller.stop_polling
+    start_polling = Poller.start_polling
+    stop_polling = Poller.stop_polling
 
     @staticmethod
     def _heat(data: pd.DataFrame):

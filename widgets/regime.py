@@ -23,6 +23,7 @@ from holoviews.streams import Buffer, Pipe
 
 from workbench.regime import InitLab, grid_summary
 
+from .polling import Poller
 from .registry import register_view
 
 hv.extension("bokeh", logo=False)
@@ -112,18 +113,8 @@ class InitEditor(pn.viewable.Viewer):
             title="regime map: lazy = top-left, rich = bottom-right", xlabel="relative weight change ‖ΔW_rec‖/‖W0‖",
             ylabel="kernel alignment K0·Kt"), streams=[self.points])
 
-    def start_polling(self) -> None:
-        """Register the periodic poll (server session or notebook kernel)."""
-        if self._callback is None:
-            self._callback = pn.state.add_periodic_callback(self.poll, period=self.period)
-
-    def stop_polling(self) -> None:
-        if self._callback is not None:
-            try:
-                self._callback.stop()
-            except Exception:
-                pass
-            self._callback = None
+    start_polling = Poller.start_polling
+    stop_polling = Poller.stop_polling
 
     def __panel__(self):
         return self._layout
