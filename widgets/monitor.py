@@ -93,13 +93,38 @@ def offline_notebook_resources() -> None:
     notebook_extension.inline = True
 
 
+_BOKEHJS_PUBLISHED = False  # the full BokehJS + Panel bundle was sent to this kernel's notebook
+
+
+def publish_bokehjs() -> None:
+    """Send BokehJS and Panel's JS to the notebook page, once per kernel (before the first view is shown).
+
+    ``pn.extension``/``hv.extension`` leave BokehJS out of their output when they think it is already on
+    the page: when HoloViews' extension ran before, or when any pyviz extension object was created
+    earlier *in the same cell*. ``hv.renderer("bokeh")`` (run on import by the view modules) creates one
+    without any notebook output, so when a cell displays the first run, every later load in that cell
+    went out as a "reloading" stub without BokehJS, and the page logged "BokehJS failed to load within
+    specified timeout". Panel's ``load_notebook(reloading=False)`` always sends the whole bundle (inline,
+    see :func:`offline_notebook_resources`); the stubs published after it wait for it and then run.
+    """
+    global _BOKEHJS_PUBLISHED
+    if _BOKEHJS_PUBLISHED or not _in_kernel():
+        return
+    from panel.io.notebook import load_notebook
+
+    load_notebook(pn.config.inline, reloading=False)
+    _BOKEHJS_PUBLISHED = True
+
+
 def load_notebook_extension() -> None:
     """``pn.extension()`` unless Panel's notebook extension is loaded (displaying a view calls this first)."""
+    publish_bokehjs()
     if not pn.extension._loaded:
         pn.extension(inline=pn.config.inline)
 
 
 offline_notebook_resources()  # before any view module imports hvplot (which loads the notebook extension)
+publish_bokehjs()  # first, so the extensions' "reloading" outputs that follow find BokehJS on the page
 
 
 class TrainingMonitor(pn.viewable.Viewer):
