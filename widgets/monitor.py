@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -124,6 +125,50 @@ def load_notebook_extension() -> None:
 
 
 offline_notebook_resources()  # before any view module imports hvplot (which loads the notebook extension)
+
+
+_INLINE_SHEETS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Document -> {CDN url: InlineStyleSheet}
+
+
+class _InlineStylesheets:
+    """Markup pane mixin: with inline resources, stylesheets re-sent on updates are inline too.
+
+    Panel inlines its CDN stylesheets (``markdown.css``, ``alerts.css``, themes…) when a view is first
+    rendered in a notebook, but a markup pane whose ``object`` changes re-sends its stylesheets as CDN
+    ``ImportedStyleSheet``\ s; offline the browser fails to fetch them and the pane loses its styling
+    (the monitor's message box shows as plain text). Each CDN sheet is read from Panel's own ``dist``
+    folder, once per document. Never picked by ``pn.panel``'s automatic pane-type detection.
+    """
+
+    priority = 0
+
+    @classmethod
+    def applies(cls, obj) -> float | bool:  # 0: valid for this pane but never chosen automatically (as pn.pane.Alert)
+        return 0 if pn.pane.Markdown.applies(obj) else False
+
+    def _get_properties(self, doc):
+        props = super()._get_properties(doc)
+        if "stylesheets" in props and pn.config.inline:
+            from bokeh.models import ImportedStyleSheet
+            from panel.io.notebook import replace_inline_css
+            from panel.io.resources import CDN_DIST
+
+            cache = _INLINE_SHEETS.setdefault(doc, {}) if doc is not None else {}  # a model lives in one document
+            sheets = []
+            for sheet in props["stylesheets"]:
+                if isinstance(sheet, ImportedStyleSheet) and sheet.url.startswith(CDN_DIST):
+                    sheet = cache.setdefault(sheet.url, replace_inline_css(sheet))
+                sheets.append(sheet)
+            props["stylesheets"] = sheets
+        return props
+
+
+class Markdown(_InlineStylesheets, pn.pane.Markdown):
+    """``pn.pane.Markdown`` that keeps its styling offline when its text changes (see ``_InlineStylesheets``)."""
+
+
+class Alert(_InlineStylesheets, pn.pane.Alert):
+    """``pn.pane.Alert`` that keeps its styling offline when its text changes (see ``_InlineStylesheets``)."""
 publish_bokehjs()  # first, so the extensions' "reloading" outputs that follow find BokehJS on the page
 
 
@@ -174,9 +219,9 @@ class TrainingMonitor(pn.viewable.Viewer):
             default_ckpt = Path("checkpoints") / default_ckpt.name
         self.checkpoint_path = pn.widgets.TextInput(label="Checkpoint path", value=str(default_ckpt), sizing_mode="stretch_width")
         self.save_button = pn.widgets.Button(label="Save checkpoint", color="default")
-        self.status = pn.pane.Markdown(self._status_text(), sizing_mode="stretch_width", margin=(0, 10))
-        self.alert = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
-        self.info = pn.pane.Alert("", alert_type="success", visible=False, sizing_mode="stretch_width")
+        self.status = Markdown(self._status_text(), sizing_mode="stretch_width", margin=(0, 10))
+        self.alert = Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
+        self.info = Alert("", alert_type="success", visible=False, sizing_mode="stretch_width")
 
         self.step_button.on_click(self._on_step)
         self.run_n_button.on_click(self._on_run_n)
@@ -192,7 +237,7 @@ class TrainingMonitor(pn.viewable.Viewer):
                                            sizing_mode="stretch_width", height=self.plot_height)
         title = f"### {type(run).__name__} · {run.label or run.run_id}"
         sidebar = pn.Column(
-            pn.pane.Markdown(title, margin=(0, 10)), self.status,
+            Markdown(title, margin=(0, 10)), self.status,
             pn.Row(self.step_button, self.start_button, self.stop_button),
             pn.Row(self.n_input, self.run_n_button, align="end"),
             pn.Row(self.checkpoint_path, self.save_button, align="end", sizing_mode="stretch_width"),

@@ -6,7 +6,7 @@ from the kernel's output (``widgets.monitor.publish_bokehjs``). The notebook get
 papermill's ``prepare_only`` (no execution), so what runs is the real tour with a parameters cell
 injected. The kernel trains with one torch thread (``OMP_NUM_THREADS=1``).
 
-Skips without chromium/Playwright, fails then under ``CI=true`` (like test_browser.py). ~30-60 s on
+Skips without chromium/Playwright, fails then under ``CI=true`` (like test_browser.py). ~30-70 s on
 the shared 2-core machine. The browser console is printed on the way out, a screenshot left in tmp.
 """
 
@@ -96,10 +96,10 @@ def test_tour_notebook_shows_the_monitor_in_jupyterlab(lab, chromium, tmp_path):
             page.wait_for_function(f"() => ({READ_STATE})().status.includes('stopped')", timeout=60_000)
             status = page.evaluate(READ_STATE)["status"]
             assert re.search(r"step \d+", status), status
-            # BokehJS came from the kernel, not a CDN: no loader gave up, no script request failed.
+            # Everything came from the kernel, not a CDN: no loader gave up, no request (script, stylesheet) failed.
             assert not [m for m in msgs if "failed to load within specified timeout" in m
                         or "Bokeh or Panel library is missing" in m], msgs
-            assert not [m for m in msgs if m.startswith("requestfailed:") and ".js" in m], msgs
+            assert not [m for m in msgs if m.startswith("requestfailed:")], msgs
         finally:
             print("browser console:\n" + "\n".join(m for m in msgs if any(w in m.lower() for w in ("error", "fail", "bokeh"))))
             page.screenshot(path=str(tmp_path / "lab.png"), full_page=False)  # also on failure: what Lab showed
