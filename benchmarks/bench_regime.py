@@ -27,15 +27,17 @@ def _warm(_):
 
 
 def sweep_speedup(quick: bool) -> dict:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from workbench.regime import sweep
+    from workbench.regime.sweep import local_cluster
 
     grid = {"init": ["full", "low_rank"], "seed": [0, 1, 2, 3]}
-    fixed = dict(n_hidden=32, rank=1, steps=40 if quick else 200, n_train=128, n_probe=16, batch_size=32, threads=1)
+    # Sized like the rich_lazy notebook (N = 100, 300 steps) so each trial is real work next to Dask's per-task cost.
+    fixed = dict(n_hidden=32 if quick else 100, rank=1, steps=40 if quick else 300, n_train=128, n_probe=16, batch_size=32,
+                 threads=1)
     threads = torch.get_num_threads()
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with local_cluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, Client(cluster) as client:
         client.gather(client.map(_warm, range(4), pure=False))
         results = {}
 

@@ -28,13 +28,13 @@ from .kernel import KernelAlignment, jacobian, kernel_alignment, tangent_kernel,
 from .rank import EffectiveRank
 from .representation import RepresentationAlignment, gram, hidden_representation, linear_cka, representation_alignment
 from .sharpness import Sharpness, hutchinson_trace, hvp, loss_function, top_eigenvalue
-from .sweep import expand_grid, sweep
+from .sweep import expand_grid, local_cluster, sweep
 from .trial import DEFAULTS as TRIAL_DEFAULTS, build_trial, rich_lazy_trial
 from .grokking import SplitAccuracy, TokenClassifier, grokking_run, tiny_transformer, transition_steps
 from .lab import InitLab, grid_summary
 from .weight_change import WeightChange, log_fit
 
-__all__ = ["WeightChange", "log_fit", "KernelAlignment", "jacobian", "tangent_kernel", "kernel_alignment", "task_alignment",
+__all__ = ["local_cluster", "WeightChange", "log_fit", "KernelAlignment", "jacobian", "tangent_kernel", "kernel_alignment", "task_alignment",
            "task_targets", "RepresentationAlignment", "representation_alignment", "linear_cka", "gram",
            "hidden_representation", "EffectiveRank", "Sharpness", "hvp", "top_eigenvalue", "hutchinson_trace",
            "loss_function", "sweep", "expand_grid", "InitLab", "grid_summary", "SplitAccuracy", "TokenClassifier", "grokking_run", "tiny_transformer",
