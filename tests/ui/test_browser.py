@@ -15,13 +15,12 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from serving import served  # tests/ui is on sys.path (rootdir-relative test modules)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -80,31 +79,11 @@ def dashboard(tmp_path):
     port = _free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1", WORKBENCH_TORCH_THREADS="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
                TOKENIZERS_PARALLELISM="false")
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "widgets.serve", "--port", str(port), "--n-docs", "100",
-                             "--max-running", "2", "--results-dir", str(tmp_path / "results")],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.time() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the dashboard server exited with {proc.returncode}: {(tmp_path / 'server.log').read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(url, timeout=60).read()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    pytest.fail("the dashboard server did not answer within 120 s")
-                time.sleep(0.5)
+    cmd = [sys.executable, "-m", "widgets.serve", "--port", str(port), "--n-docs", "100", "--max-running", "2",
+           "--results-dir", str(tmp_path / "results")]
+    with served(cmd, url, tmp_path / "server.log", cwd=ROOT, env=env, timeout=120, name="the dashboard server"):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_dashboard_step_start_stop_in_chromium(dashboard, tmp_path):

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from serving import served  # tests/ui is on sys.path (rootdir-relative test modules)
 
 from test_browser import CHROMIUM_ARGS, _browser_or_skip, _free_port
 
@@ -67,34 +66,14 @@ def lab(tmp_path, chromium):
                                         results_path=str(tmp_path / "tour.nc")))
     port, token = _free_port(), "workbench-test"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    log = open(tmp_path / "lab.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-                             "--allow-root", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
-                             "--LabApp.news_url=",
-                             f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
-                             f"--LabApp.user_settings_dir={tmp_path / 'settings'}", "--ServerApp.disable_check_xsrf=True"],
-                            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"jupyter lab exited: {(tmp_path / 'lab.log').read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=10).read()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    pytest.fail("jupyter lab did not answer within 90 s")
-                time.sleep(0.5)
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--allow-root",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=",
+           f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}", f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
+           "--ServerApp.disable_check_xsrf=True"]
+    with served(cmd, f"{base}/api/status?token={token}", tmp_path / "lab.log", cwd=tmp_path, env=env, timeout=90,
+                name="jupyter lab", stop_wait=20):
         yield f"{base}/lab/tree/tour.ipynb?token={token}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_tour_notebook_shows_the_monitor_in_jupyterlab(lab, chromium, tmp_path):
