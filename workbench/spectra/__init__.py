@@ -20,7 +20,8 @@ Conv1D transposed, PEFT effective weights). See ``docs/spectra.md``.
 """
 
 from .core import (PowerLawFit, as_matrix, effective_rank, fit_power_law, model_spectra, numerical_rank,
-                   power_law_alpha, singular_values, spectra_table, stable_rank, top_singular_values)
+                   power_law_alpha, singular_values, spectra_table, stable_rank)
+from .topk import top_singular_values
 from .intruders import (BaseVectors, Intruders, find_intruders, intruder_component, intruder_dimensions,
                         intruder_profile, left_singular_vectors, max_abs_cos)
 from .compare import compare, compare_matrices, principal_angles
