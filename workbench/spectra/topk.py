@@ -12,8 +12,9 @@ the worst case for randomized methods. Plain subspace iteration needs dozens of 
    filter separates the wanted eigenvalues from the bulk like cosh(d·acosh(x)) instead of (λ_k/λ_q)^d for
    plain powers: rounds of degree 4 and 6 (11 products by G) do what ~50 power steps would on a flat
    spectrum. Steep spectra get capped degrees and more rounds until an error estimate is below ``tol``.
-3. **Rayleigh–Ritz through W**: B = W·Q (``[m, q]``), σ_i² = eigenvalues of BᵀB. Rounding in B is relative to
-   each column (≈ σ_i u_i), so small singular values keep their relative accuracy even when G was rounded.
+3. **Values**: in fp32/fp64, Rayleigh–Ritz through W: B = W·Q (``[m, q]``), σ_i² = eigenvalues of BᵀB; rounding
+   in B is relative to each column (≈ σ_i u_i), so values far below σ_1 keep their relative accuracy. In bf16
+   the Ritz values of G itself (its rounding is below W's; steep spectra are redone in fp32 by "auto").
 
 ``precision``: the two multiplications by W (forming G, and B) dominate the cost. ``"bfloat16"`` rounds W to
 bf16 and multiplies with fp32 accumulation — on CPUs with AVX512-BF16/AMX (and CUDA GPUs) about 4× the fp32
@@ -21,7 +22,8 @@ throughput. Rounding W to bf16 (8 significant bits) moves each entry by at most 
 diagonal matrix's singular values (its entries) can be off by that much; in a dense matrix the errors average
 out and perturb σ by ~1e-3 of the bulk edge (Weyl), so top values of real weights are within ~1e-3. ``"float32"`` keeps everything in fp32; fp64 input always stays fp64.
 ``"auto"`` (default) picks bf16 where it is native, fp32 elsewhere (bf16 arithmetic emulated in software is
-slower than fp32). Errors are measured in ``benchmarks/bench_spectra.py`` and ``tests/unit/test_spectra_topk.py``.
+slower than fp32). Whatever the precision, a matrix whose spectrum turns out too steep for it is redone: bf16
+results with σ_k/σ_1 < ``STEEP`` in fp32, fp32 results with σ_k/σ_1 < ``EXACT`` by the exact SVD. Errors are measured in ``benchmarks/bench_spectra.py`` and ``tests/unit/test_spectra_topk.py``.
 
 >>> import torch
 >>> w = torch.diag(torch.arange(300.0, 0.0, -1.0))
@@ -40,8 +42,8 @@ import torch
 from ..errors import ConfigError
 
 PRECISIONS = ("auto", "bfloat16", "float32")
-STEEP = 0.05  # σ_k/σ_1 below this: "auto" redoes the matrix in fp32 (bf16's Gram matrix resolves ~σ_1/20)
-EXACT = 2e-3  # σ_k/σ_1 below this: "auto"/"float32" take the exact SVD (fp32's Gram matrix resolves ~σ_1/1000)
+STEEP = 0.05  # σ_k/σ_1 below this: a bf16 result is redone in fp32 (bf16's Gram matrix resolves ~σ_1/20)
+EXACT = 2e-3  # σ_k/σ_1 below this: an fp32 result is replaced by the exact SVD (fp32's G resolves ~σ_1/1000)
 
 
 def native_bf16(device) -> bool:
@@ -147,8 +149,9 @@ def max_filter_gain(dtype: torch.dtype) -> float:
 
 
 def chebyshev_subspace(g: torch.Tensor, q: int, k: int | None = None, degrees: Sequence[int] = (4, 6),
-                       tol: float = 1e-3, max_rounds: int = 8, seed: int = 0) -> torch.Tensor:
-    """Orthonormal ``[b, r, q]`` bases approximating the top-q eigenvectors of the PSD batch ``g`` ``[b, r, r]``.
+                       tol: float = 1e-3, max_rounds: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Orthonormal bases ``[b, r, q]`` approximating the top-q eigenvectors of the PSD batch ``g`` ``[b, r, r]``,
+    and the top-``k`` √Ritz values ``[b, k]`` (σ estimates, descending) of G on them.
 
     Each round rotates the block to Ritz vectors (eigenvectors of QᵀGQ, as in Zhou & Saad's ChebFSI), filters
     it with T_d((2G − λ_cut)/λ_cut) — |T_d| ≤ 1 on [0, λ_cut], growing like cosh(d·acosh(·)) above — by the
@@ -173,6 +176,7 @@ def chebyshev_subspace(g: torch.Tensor, q: int, k: int | None = None, degrees: S
     times(g, basis, g_basis)
     last = torch.zeros(b, k, dtype=work, device=g.device)  # top-k √Ritz values of the previous round
     rate = torch.ones(b, dtype=work, device=g.device)  # convergence factor of the last round's filter
+    values = torch.zeros(b, k, dtype=work, device=g.device)
     active = torch.arange(b, device=g.device)
     rounds = max(int(max_rounds), len(degrees))
     for t in range(rounds + 1):
@@ -180,6 +184,7 @@ def chebyshev_subspace(g: torch.Tensor, q: int, k: int | None = None, degrees: S
         g_act, block, g_block = (g, basis, g_basis) if whole else (g[active], basis[active], g_basis[active])
         ritz, vecs = torch.linalg.eigh(block.mT @ g_block)  # [n, q] ascending, [n, q, q]
         top = ritz.flip(-1)[:, :k].clamp_min(0).sqrt()  # [n, k]
+        values[active] = top
         go_on = torch.ones(len(active), dtype=torch.bool, device=g.device)
         if t >= len(degrees):  # estimated error left: last change × ρ/(1 − ρ), ρ the last round's rate
             left = (top - last[active]).abs().amax(-1) * rate[active] / (1 - rate[active]).clamp_min(tiny)
@@ -219,7 +224,7 @@ def chebyshev_subspace(g: torch.Tensor, q: int, k: int | None = None, degrees: S
         else:
             basis[active] = block
             g_basis[active] = times(g_act, block, prev)
-    return basis
+    return basis, values
 
 
 def top_singular_values(matrices: torch.Tensor | Sequence[torch.Tensor], k: int, *, oversample: int = 16,
@@ -257,14 +262,14 @@ def top_singular_values(matrices: torch.Tensor | Sequence[torch.Tensor], k: int,
     for r, idx in by_size.items():
         group, k_r = [mats[i] for i in idx], min(int(k), r)
         got = _top_values(r, group, k_r, int(oversample), degrees, dtype, out_dtype, seed)
-        if precision == "auto" and dtype == torch.bfloat16:  # steep spectra: bf16's G cannot resolve them
+        if dtype == torch.bfloat16:  # steep spectra: bf16's G cannot resolve them
             steep = [j for j, v in enumerate(got) if not bool(v[-1] >= STEEP * v[0])]
             if steep:
                 redo = _top_values(r, [group[j] for j in steep], k_r, int(oversample), degrees, torch.float32,
                                    out_dtype, seed)
                 for j, v in zip(steep, redo):
                     got[j] = v
-        if precision != "bfloat16" and out_dtype == torch.float32:  # nor can fp32's G resolve σ_k ≪ σ_1
+        if out_dtype == torch.float32:  # nor can fp32's G resolve σ_k ≪ σ_1
             for j, v in enumerate(got):
                 if not bool(v[-1] >= EXACT * v[0]):
                     got[j] = torch.linalg.svdvals(tall(group[j]).to(out_dtype))[:k_r]
@@ -296,18 +301,20 @@ def _top_values(r: int, mats: list[torch.Tensor], k: int, oversample: int, degre
             total += gram(chunk(), out=partial)
         out.copy_(total)
     _check_gram(grams)
-    basis = chebyshev_subspace(grams, q, k, degrees, seed=seed).to(dtype)  # [b, r, q]
+    basis, from_gram = chebyshev_subspace(grams, q, k, degrees, seed=seed)  # [b, r, q], [b, k]
+    if dtype == torch.bfloat16:
+        # G's rounding to bf16 moves a Ritz value by ~2⁻⁹·λ_mean/√r: below W's own rounding unless the
+        # spectrum is steep, and "auto" redoes steep matrices in fp32. No second pass over W.
+        return list(from_gram.to(out_dtype).unbind(0))
     values = []
     for m, v in zip(mats, basis.unbind(0)):
         ritz = torch.zeros(q, q, dtype=torch.float64, device=v.device)  # (W Q)ᵀ(W Q), summed over row chunks
         for chunk in cast.chunks(m):
-            proj = (chunk() @ v).to(out_dtype)  # [rows, q]
+            proj = chunk() @ v  # [rows, q]
             ritz += (proj.mT @ proj).double()
-        # Rayleigh–Ritz on span(Q̃) exactly, Q̃ = Q rounded to the compute dtype: eigenvalues of the pencil
-        # (S, Q̃ᵀQ̃) = those of L⁻¹ S L⁻ᵀ with Q̃ᵀQ̃ = L Lᵀ (rounding Q alone would shift σ by ~1e-3 in bf16)
-        vd = v.double()
-        inv = torch.linalg.inv(torch.linalg.cholesky(vd.mT @ vd))
-        lam = torch.linalg.eigvalsh(inv @ ritz @ inv.mT).flip(-1)[:k]
+        # Rayleigh–Ritz through W: rounding in W·Q is relative to each column (≈ σ_i u_i), so values far
+        # below σ_1 keep the relative accuracy that G's absolute round-off (~eps·σ_1²) would take from them
+        lam = torch.linalg.eigvalsh(ritz).flip(-1)[:k]
         values.append(lam.clamp_min(0).sqrt().to(out_dtype))
     return values
 
