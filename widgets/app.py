@@ -30,6 +30,7 @@ from workbench.errors import ConfigError
 
 from widgets.monitor import TrainingMonitor  # absolute: `panel serve widgets/app.py` runs this file as a script
 from widgets.record_view import RecordView
+from widgets.resources import Alert, Markdown
 
 
 class RunSlots:
@@ -123,7 +124,7 @@ def session_view(run: Run, config: DashboardConfig = CONFIG, slots: RunSlots | N
     snapshot.on_click(show_record)
     record_name = pn.widgets.TextInput(label="Save record as", value=f"{run.run_id}.nc")
     save_record = pn.widgets.Button(label="Save record", color="default")
-    saved = pn.pane.Alert("", visible=False, sizing_mode="stretch_width")
+    saved = Alert("", visible=False, sizing_mode="stretch_width")
 
     def do_save(_event=None):
         try:
@@ -139,7 +140,7 @@ def session_view(run: Run, config: DashboardConfig = CONFIG, slots: RunSlots | N
         saved.visible = True
 
     save_record.on_click(do_save)
-    intro = pn.pane.Markdown(
+    intro = Markdown(
         f"**workbench** · a `{config.model}` model on the built-in `{config.dataset}` corpus, yours alone for this "
         f"browser session. Step it, Start/Stop it, change its parameters. At most {slots.max_running} trainings run "
         f"at once on this server.", sizing_mode="stretch_width")

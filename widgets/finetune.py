@@ -28,6 +28,7 @@ from workbench.finetune.compare import compare_runs, run_label, summary_table
 from .polling import Poller
 from .monitor import TrainingMonitor, error_text
 from .registry import register_view
+from .resources import Markdown
 
 hv.renderer("bokeh")
 
@@ -87,7 +88,7 @@ class FineTuneMonitor(pn.viewable.Viewer):
         fixed = set(FineTune.ADAPTER_PARAMS) | {"forget_eval", "intruders_every", "intruder_k", "intruder_eps"}
         monitor_kw.setdefault("parameters", [p for p in run.config() if p not in fixed])
         self.monitor = TrainingMonitor(run, period=period, **monitor_kw)
-        self.settings = pn.pane.Markdown(
+        self.settings = Markdown(
             f"**{run_label(run)}** · {len(run.target_matrices)} target matrices · s = {run.scaling():g} · "
             f"adapter built in {run.init_seconds:.2f}s (settings fixed; build a new FineTune to change them)",
             sizing_mode="stretch_width")
@@ -98,7 +99,7 @@ class FineTuneMonitor(pn.viewable.Viewer):
         self.mitigate_button = pn.widgets.Button(label="Mitigate & measure", color="warning")
         self.mitigate_button.on_click(self._on_mitigate)
         self.result = pn.pane.DataFrame(pd.DataFrame(), sizing_mode="stretch_width")
-        self.message = pn.pane.Markdown("", sizing_mode="stretch_width")
+        self.message = Markdown("", sizing_mode="stretch_width")
         self._callback = None
         self.period = period
         # The spectra lab's explorer (base W0 vs current singular values of a chosen matrix; Refresh recomputes).
@@ -171,7 +172,7 @@ class CompareRuns(pn.viewable.Viewer):
         self.matrix_data = pd.DataFrame({"run": [], "matrix": [], "intruders": []})
         self.heat_pane = pn.pane.HoloViews(self._heat(self.matrix_data), sizing_mode="stretch_width", height=280)
         self.table = pn.pane.DataFrame(pd.DataFrame(), sizing_mode="stretch_width")
-        self.message = pn.pane.Markdown("")
+        self.message = Markdown("")
         plots = [pn.pane.HoloViews(self._overlay(n), sizing_mode="stretch_width") for n in CURVES]
         self._layout = pn.Column(pn.Row(*plots[:2], sizing_mode="stretch_width"),
                                  pn.Row(plots[2], self.heat_pane,
@@ -249,7 +250,7 @@ class InitPanel(pn.viewable.Viewer):
                                                  sizing_mode="stretch_width", height=200)
         self.lora_table = pn.widgets.Tabulator(pd.DataFrame(LORA_INITS.table()).astype(str), disabled=True,
                                                show_index=False, sizing_mode="stretch_width", height=300)
-        self.choice = pn.widgets.Select(name="recipe", options=RECIPES.names())
+        self.choice = pn.widgets.Select(label="recipe", options=RECIPES.names())
         self.recipe = None
         self.controls = pn.Column()
         self.preview_button = pn.widgets.Button(label="Preview", color="primary")
@@ -257,13 +258,13 @@ class InitPanel(pn.viewable.Viewer):
         self.choice.param.watch(lambda e: self._select(e.new), "value")
         self.pipe = Pipe(data=pd.DataFrame({"index": [], "sigma": [], "when": []}))
         self.ranks = pn.pane.DataFrame(pd.DataFrame(), sizing_mode="stretch_width")
-        self.message = pn.pane.Markdown("")
+        self.message = Markdown("")
         plot = hv.DynamicMap(self._spectrum, streams=[self.pipe])
         self._select(self.choice.value)
         from workbench.init.vocab import EMBEDDING_INITS
 
-        self.vocab_init = pn.widgets.Select(name="new-token init", options=list(EMBEDDING_INITS), value="mean")
-        self.vocab_n = pn.widgets.IntInput(name="new tokens", value=8, start=1, end=10_000, width=100)
+        self.vocab_init = pn.widgets.Select(label="new-token init", options=list(EMBEDDING_INITS), value="mean")
+        self.vocab_n = pn.widgets.IntInput(label="new tokens", value=8, start=1, end=10_000, width=100)
         self.vocab_button = pn.widgets.Button(label="Preview new embeddings", color="default")
         self.vocab_button.on_click(lambda _e: self.preview_vocab())
         self.vocab_table = pn.pane.DataFrame(pd.DataFrame(), sizing_mode="stretch_width")

@@ -30,6 +30,7 @@ from workbench.record import meta, open_record
 
 from .monitor import error_text, load_notebook_extension, resolve_inside
 from .registry import register_view
+from .resources import Alert, Markdown
 
 hv.renderer("bokeh")
 
@@ -63,8 +64,8 @@ class RecordView(pn.viewable.Viewer):
         self.variable_select = pn.widgets.Select.from_param(self.param.variable, label="Variable")
         self.row_select = pn.widgets.Select(label="Row (compare across records)", options=[], visible=False)
         self.position = pn.widgets.IntSlider(label="Position", start=0, end=1, value=0, visible=False)
-        self.alert = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
-        self.listing = pn.pane.Markdown("", sizing_mode="stretch_width")
+        self.alert = Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
+        self.listing = Markdown("", sizing_mode="stretch_width")
         self.plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=self.height)
         self.row_select.param.watch(lambda _e: self._redraw(), "value")
         self.position.param.watch(lambda _e: self._redraw(), "value")

@@ -25,6 +25,7 @@ from workbench.regime import InitLab, grid_summary
 
 from .polling import Poller
 from .registry import register_view
+from .resources import Markdown
 
 hv.extension("bokeh", logo=False)
 
@@ -46,7 +47,7 @@ class InitEditor(pn.viewable.Viewer):
         self.preview_pipe = Pipe(data=pd.DataFrame({"index": [], "sigma": []}))
         self.points = Buffer(_empty_points(), length=2000, index=False)
         self.erank = pn.indicators.Number(label="effective rank of W_rec", value=0.0, format="{value:.2f}", font_size="24pt")
-        self.status = pn.pane.Markdown("")
+        self.status = Markdown("")
         self.train_button = pn.widgets.Button(label="Train", color="primary")
         self.train_button.on_click(self._train)
         self.controls = pn.Param(lab.param, parameters=["task", "n_hidden", "scale", "rank", "aligned", "alignment", "seed",
@@ -182,7 +183,7 @@ class RecipeEditor(pn.viewable.Viewer):
         self.table = pn.widgets.Tabulator(pd.DataFrame(RECIPES.table()), disabled=True, show_index=False, height=180)
         self.pipe = Pipe(data=pd.DataFrame({"matrix": [], "index": [], "sigma_before": [], "sigma_after": []}))
         self.summary = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False, height=180)
-        self.status = pn.pane.Markdown("")
+        self.status = Markdown("")
         self.preview_button = pn.widgets.Button(label="Preview")
         self.apply_button = pn.widgets.Button(label="Apply", color="warning")
         self.preview_button.on_click(lambda *_: self.refresh())

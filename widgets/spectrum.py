@@ -29,6 +29,7 @@ from workbench.spectra import SpectraProbe, compare, model_spectra, spectra_tabl
 
 from .monitor import error_text
 from .registry import register_view
+from .resources import Alert, Markdown
 
 hv.renderer("bokeh")
 
@@ -66,7 +67,7 @@ class SpectrumExplorer(pn.viewable.Viewer):
         self.pipe = Pipe(data=pd.DataFrame(columns=_CURVE_COLUMNS))
         self.refresh_button = pn.widgets.Button(label="Refresh", description="Recompute the current spectra now")
         self.refresh_button.on_click(lambda _e: self.refresh())
-        self.alert = pn.pane.Alert("", alert_type="danger", visible=False)
+        self.alert = Alert("", alert_type="danger", visible=False)
         self.refresh()
         self.select = pn.widgets.Select.from_param(self.param.matrix, sizing_mode="stretch_width")
         plot = hv.DynamicMap(self._plot, streams=[self.pipe])
@@ -151,14 +152,14 @@ class SpectraMonitor(pn.viewable.Viewer):
         # Typed empty frames: an untyped (float) `matrix` column makes the first categorical frame fail in
         # framewise range computation ("unsupported operand type(s) for -=: 'str' and 'float'").
         self.pipes = {m: Pipe(data=self._empty(m)) for m in self.metrics}
-        self.alert = pn.pane.Alert("", alert_type="danger", visible=False)
+        self.alert = Alert("", alert_type="danger", visible=False)
         # Each heatmap pane gets a fresh element per poll: a categorical `matrix` axis cannot replace the numeric
         # axis of an empty first frame inside one DynamicMap (HoloViews' range update raises TypeError).
         self.panes = {m: pn.pane.HoloViews(self._heatmap(self._empty(m), m), sizing_mode="stretch_width", height=360)
                       for m in self.metrics}
         maps = list(self.panes.values())
         self.explorer = SpectrumExplorer(run, prefix=self.prefix) if explorer else None
-        self._layout = pn.Column(pn.pane.Markdown(f"### Spectra · {getattr(run, 'label', '') or getattr(run, 'run_id', '')}"),
+        self._layout = pn.Column(Markdown(f"### Spectra · {getattr(run, 'label', '') or getattr(run, 'run_id', '')}"),
                                  self.alert, pn.Row(*maps, sizing_mode="stretch_width"),
                                  *([self.explorer] if self.explorer else []), sizing_mode="stretch_width")
         self._callback = pn.state.add_periodic_callback(self.poll, period=self.period)
@@ -234,7 +235,7 @@ class SpectraReport(pn.viewable.Viewer):
         total = "" if self.comparison is None else f" · intruder dimensions (k={k}, ε={eps}): **{int(self.comparison.intruders.sum())}**"
         self.explorer = SpectrumExplorer(self.spectra, reference=model_spectra(reference, alpha=False) if reference is not None else None)
         self._layout = pn.Column(
-            pn.pane.Markdown(f"### Spectra of {type(model).__name__}: {self.spectra.sizes['matrix']} matrices{total}"),
+            Markdown(f"### Spectra of {type(model).__name__}: {self.spectra.sizes['matrix']} matrices{total}"),
             pn.pane.HoloViews(bars, sizing_mode="stretch_width", height=340), self.explorer,
             pn.widgets.Tabulator(table.round(4), height=300, sizing_mode="stretch_width", disabled=True),
             sizing_mode="stretch_width")

@@ -31,6 +31,7 @@ from workbench.unlearn import Unlearn, UnlearnProbe, relearn_attack, update_summ
 
 from .monitor import TrainingMonitor, error_text
 from .registry import register_view
+from .resources import Markdown
 
 hv.renderer("bokeh")
 
@@ -56,7 +57,7 @@ class UnlearnMonitor(pn.viewable.Viewer):
         self._points: list[tuple[int, float, float]] = []
         self.trajectory = Pipe(data=pd.DataFrame({"forget_prob": [], "retain_prob": [], "step": []}))
         self.probe = next((p for p in run.probes if isinstance(p, UnlearnProbe)), None)
-        self.message = pn.pane.Markdown("", sizing_mode="stretch_width")
+        self.message = Markdown("", sizing_mode="stretch_width")
         self.relearn_button = pn.widgets.Button(label="Relearn attack", color="warning", disabled=self.probe is None,
                                                 description="Fine-tune a copy on a few forget facts; see what comes back")
         self.relearn_button.on_click(self._on_relearn)
@@ -199,7 +200,7 @@ class TradeoffView(pn.viewable.Viewer):
     def __init__(self, results: xr.Dataset | None = None, **params):
         super().__init__(**params)
         self.pipe = Pipe(data=pd.DataFrame({"method": [], self.x: [], self.y: []}))
-        self.message = pn.pane.Markdown("")
+        self.message = Markdown("")
         plot = hv.DynamicMap(lambda data: hv.Points(data, [self.x, self.y], ["method"])
                              * hv.Labels(data, [self.x, self.y], "method"), streams=[self.pipe])
         self.pane = pn.pane.HoloViews(plot.opts(hv.opts.Points(size=10, tools=["hover"], framewise=True),
