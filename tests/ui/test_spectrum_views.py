@@ -87,6 +87,14 @@ def test_analyse_panel_with_reference():
     assert {"effective_rank", "stable_rank", "alpha"} <= set(report.table.columns)
 
 
+def test_analyse_panel_in_top_k_mode():
+    model = models.build("gpt2-1m", seed=0)
+    report = analyse(model, top_k=8)
+    pn.panel(report).get_root()
+    assert report.spectra.sizes["index"] == 8 and report.table.effective_rank.isna().all()
+    assert (report.table.stable_rank > 1).all()
+
+
 def test_spectra_monitor_heatmaps_render_after_training():
     """Regression: the first categorical frame after an empty one must not break the heatmap (it raised TypeError)."""
     import panel as pn
