@@ -5,6 +5,8 @@ Stable public API (notebooks and other packages import these names):
 * :func:`effective_rank`, :func:`stable_rank`, :func:`numerical_rank`, :func:`power_law_alpha`,
   :func:`singular_values` — one matrix;
 * :func:`model_spectra` — every matrix of a model as an ``xarray.Dataset`` (batched SVD per shape);
+* :func:`top_singular_values` — the top-k values of many matrices fast (Gram matrix + Chebyshev filter; what
+  ``model_spectra(top_k=...)`` uses);
 * :func:`intruder_dimensions`, :func:`find_intruders`, :func:`intruder_component`, :class:`BaseVectors` —
   intruder dimensions (Shuttleworth et al. 2024);
 * :func:`compare` / :func:`compare_matrices`, :func:`principal_angles` — two checkpoints;
