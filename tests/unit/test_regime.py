@@ -227,6 +227,19 @@ def test_tiny_transformer_on_modular_arithmetic_records_accuracy():
     assert steps["fit_step"] == 0.0 and math.isnan(steps["generalize_step"])
 
 
+def test_grokking_mlp_fits_modular_arithmetic_and_refuses_unknown_architectures():
+    from workbench.errors import ConfigError
+    from workbench.regime.grokking import grokking_run, tiny_mlp
+
+    assert tiny_mlp(p=7, d_embed=4, d_hidden=8)(torch.tensor([[1, 2], [3, 4]])).shape == (2, 7)
+    run = grokking_run(p=7, train_fraction=0.5, steps=60, every=30, d_model=16, batch_size=49, lr=1e-2,
+                       weight_decay=0.0, architecture="mlp")
+    assert float(run.record.train_accuracy.sel(step=60)) > float(run.record.train_accuracy.sel(step=0))
+    assert float(run.record.train_accuracy.sel(step=60)) == 1.0  # 24 pairs memorized in 60 full-batch steps
+    with pytest.raises(ConfigError, match="architecture must be one of"):
+        grokking_run(p=7, steps=1, architecture="cnn")
+
+
 @pytest.mark.slow
 def test_default_backend_starts_and_closes_its_own_process_cluster():
     ds = sweep({"rank": [1, 99]}, fixed=TINY, n_workers=2, progress=False)  # LocalCluster(processes=True)
