@@ -160,7 +160,7 @@ def run(quick: bool = False) -> list[dict]:
         ok = rel.max() <= 1e-2
         rows.append(row("spectra", "WeightWatcher analyze() / model_spectra(top_k=64), 1 thread",
                         t["weightwatcher"] / t["top_k"], "≥ 10, error ≤ 1e-2", t["weightwatcher"] / t["top_k"] >= 10 and ok,
-                        f"top-k {t['top_k']:.2f} s ({top.attrs['method'].split('precision=')[1].rstrip(')')}), "
+                        f"top-k {t['top_k']:.2f} s ({top.attrs['method'].split('precision=')[1].split(';')[0]}), "
                         f"WeightWatcher {t['weightwatcher']:.1f} s; top-64 relative error max {rel.max():.1e}, "
                         f"median {np.median(rel):.1e}"))
         t32 = alternate({"fp32": lambda: results.__setitem__("fp32", model_spectra(model, top_k=64, precision="float32")),

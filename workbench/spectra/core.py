@@ -379,7 +379,8 @@ def model_spectra(model, *, include=None, exclude=None, embeddings: bool = True,
                 "rows": ("matrix", [per[n]["rows"] for n in names]), "cols": ("matrix", [per[n]["cols"] for n in names])},
         attrs={"method": "full" if top_k is None else (f"Chebyshev-filtered subspace iteration on the Gram matrix (top_k={top_k}, "
                                                        f"oversample={oversample}, degrees={tuple(degrees)}, "
-                                                       f"precision={precision}: {used})"),
+                                                       f"precision={precision}: {used}; steep spectra redone in "
+                                                       f"fp32 or by the exact SVD)"),
                "alpha_estimator": "power-law MLE on eigenvalues σ², xmin by minimal KS distance (WeightWatcher's)"},
     )
     ds["effective_rank"].attrs["long_name"] = "effective rank exp(H(σ/Σσ))"
