@@ -96,24 +96,21 @@ def gram(x: torch.Tensor, blocks: int = 8, out: torch.Tensor | None = None) -> t
     return out
 
 
-def orthonormalize(y: torch.Tensor, spare: torch.Tensor | None = None, passes: int = 2) -> torch.Tensor:
+def orthonormalize(y: torch.Tensor, spare: torch.Tensor | None = None) -> torch.Tensor:
     """An orthonormal basis ``[b, r, q]`` of the columns of ``y`` ``[b, r, q]`` (Cholesky QR; QR if rank-deficient).
 
-    Two passes (CholeskyQR2, Fukaya et al. 2014) cost four GEMMs in y's dtype and are orthonormal to round-off
-    for cond(y) up to ~1/√eps (fp32: ~4·10³); one pass leaves an error of ~cond(y)²·eps, enough for a block
-    that is filtered again. The Chebyshev filter keeps cond(y) low by acting on Ritz vectors and normalizing
-    columns. The small factors are fp64. ``spare`` (like ``y``) is a buffer to write into, so ``y`` and
-    ``spare`` both get overwritten; the result is one of them.
+    One Cholesky QR pass costs two GEMMs in y's dtype and leaves an orthogonality error of ~cond(y)²·eps —
+    small here, because the Chebyshev filter acts on Ritz vectors and normalizes columns, and harmless: the
+    next round re-filters the block, and the final values are a Rayleigh–Ritz on its span that corrects for
+    QᵀQ ≠ I. The small factors are fp64. ``spare`` (like ``y``) receives the result.
     """
     spare = torch.empty_like(y) if spare is None else spare
-    for _ in range(passes):
-        chol, info = torch.linalg.cholesky_ex((y.mT @ y).double())
-        if bool((info != 0).any()):  # dependent columns (a matrix of rank < q): Householder QR copes
-            return torch.linalg.qr(y).Q
-        eye = torch.eye(chol.shape[-1], dtype=chol.dtype, device=chol.device).expand_as(chol)
-        inv_t = torch.linalg.solve_triangular(chol, eye, upper=False).mT.to(y.dtype)  # L⁻ᵀ
-        y, spare = torch.bmm(y, inv_t, out=spare), y
-    return y
+    chol, info = torch.linalg.cholesky_ex((y.mT @ y).double())
+    if bool((info != 0).any()):  # dependent columns (a matrix of rank < q): Householder QR copes
+        return torch.linalg.qr(y).Q
+    eye = torch.eye(chol.shape[-1], dtype=chol.dtype, device=chol.device).expand_as(chol)
+    inv_t = torch.linalg.solve_triangular(chol, eye, upper=False).mT.to(y.dtype)  # L⁻ᵀ
+    return torch.bmm(y, inv_t, out=spare)  # y L⁻ᵀ
 
 
 class _GramTimes:
@@ -172,7 +169,7 @@ def chebyshev_subspace(g: torch.Tensor, q: int, k: int | None = None, degrees: S
     # persistent [b, r, q] blocks, reused every round (see _GramTimes on fresh allocations)
     basis, g_basis, *bufs = (torch.empty(b, r, q, dtype=work, device=g.device) for _ in range(5))
     torch.randn(b, r, q, generator=gen, out=bufs[0])
-    basis.copy_(orthonormalize(bufs[0], bufs[1], passes=1))
+    basis.copy_(orthonormalize(bufs[0], bufs[1]))
     times(g, basis, g_basis)
     last = torch.zeros(b, k, dtype=work, device=g.device)  # top-k √Ritz values of the previous round
     rate = torch.ones(b, dtype=work, device=g.device)  # convergence factor of the last round's filter
@@ -217,7 +214,7 @@ def chebyshev_subspace(g: torch.Tensor, q: int, k: int | None = None, degrees: S
                 nxt[done] = cur[done]
             prev, cur, spare = cur, nxt, prev
         cur.div_(cur.norm(dim=-2, keepdim=True).clamp_min(tiny))
-        block = orthonormalize(cur, spare, passes=1)
+        block = orthonormalize(cur, spare)
         if whole:
             basis.copy_(block)
             times(g, basis, g_basis)
@@ -314,7 +311,11 @@ def _top_values(r: int, mats: list[torch.Tensor], k: int, oversample: int, degre
             ritz += (proj.mT @ proj).double()
         # Rayleigh–Ritz through W: rounding in W·Q is relative to each column (≈ σ_i u_i), so values far
         # below σ_1 keep the relative accuracy that G's absolute round-off (~eps·σ_1²) would take from them
-        lam = torch.linalg.eigvalsh(ritz).flip(-1)[:k]
+        # Rayleigh–Ritz on span(Q) exactly even if QᵀQ ≠ I (one Cholesky QR pass): the pencil (S, QᵀQ) has the
+        # eigenvalues of L⁻¹ S L⁻ᵀ with QᵀQ = L Lᵀ
+        vd = v.double()
+        inv = torch.linalg.inv(torch.linalg.cholesky(vd.mT @ vd))
+        lam = torch.linalg.eigvalsh(inv @ ritz @ inv.mT).flip(-1)[:k]
         values.append(lam.clamp_min(0).sqrt().to(out_dtype))
     return values
 
