@@ -45,17 +45,18 @@ browser:
 			|| echo "could not install chromium: browser tests will skip (or fail under CI=true)"; \
 		else echo "chromium missing and not root: browser tests will skip (or fail under CI=true)"; fi; }
 
+# Tiers (markers given by tests/conftest.py): unit (+ every docstring example), view, browser, notebook; slow.
 test: setup browser
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests workbench widgets
 
 test-unit: setup
-	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -m "unit and not slow" tests/unit workbench widgets $(PYTEST_ARGS)
 
 test-notebooks: setup
-	$(PY) -m pytest -q tests/notebooks $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider tests/notebooks $(PYTEST_ARGS)
 
 test-browser: setup browser
-	$(PY) -m pytest -q tests/ui $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider tests/ui $(PYTEST_ARGS)
 
 serve: setup
 	$(VENV)/bin/workbench serve --address $(HOST) --port $(PORT)

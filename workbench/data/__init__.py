@@ -5,7 +5,7 @@
 >>> ds.train.batch_at(0, batch_size=8, seed=0)["input_ids"].shape
 torch.Size([8, 64])
 >>> data.DATASETS.names()
-['stories', 'recipes', 'modular_arithmetic', 'teacher_student', 'sparse_parity']
+['stories', 'recipes', 'modular_arithmetic', 'teacher_student', 'sparse_parity', 'two_afc', 'delayed_match']
 
 ``load`` also takes a path: a ``.txt`` file (documents separated by blank lines), a ``.jsonl`` file, or a
 directory written by ``datasets``' ``save_to_disk``. Every text dataset built with the same
