@@ -5,7 +5,7 @@
 >>> ds.train.batch_at(0, batch_size=8, seed=0)["input_ids"].shape
 torch.Size([8, 64])
 >>> data.DATASETS.names()
-['stories', 'recipes', 'modular_arithmetic', 'teacher_student', 'sparse_parity', 'two_afc', 'delayed_match']
+['stories', 'recipes', 'python_docs', 'python_code', 'modular_arithmetic', 'teacher_student', 'sparse_parity', 'two_afc', 'delayed_match']
 
 ``load`` also takes a path: a ``.txt`` file (documents separated by blank lines), a ``.jsonl`` file, or a
 directory written by ``datasets``' ``save_to_disk``. Every text dataset built with the same
@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from ..errors import ConfigError, MissingPathError
 from ..registry import Registry
-from . import corpus
+from . import corpus, python_text
 from .base import TASK_LOSSES, Batch, Dataset, Split, to_device
 from .files import PATH_HINT, from_disk, from_jsonl, from_text_file, split_docs
 from .synthetic import modular_arithmetic, sparse_parity, teacher_student
@@ -68,6 +68,27 @@ def recipes(block_size: int = 64, n_docs: int = 2000, n_val_docs: int = 200, see
             tokenizer=None) -> Dataset:
     """Generated recipes (quantities, units, numbered imperative steps) — language modelling."""
     return builtin_text("recipes", block_size, n_docs, n_val_docs, seed, vocab_size, tokenizer)
+
+
+def _python_text(name: str, train: list, val: list, facts: dict, block_size: int, vocab_size: int, tokenizer) -> Dataset:
+    tok = tokenizer if tokenizer is not None else get_tokenizer(vocab_size, mixture="python")
+    return text_dataset(name, train, val, tok, block_size, info={"corpus": name, **facts})
+
+
+@DATASETS.register("python_docs", task="lm", kind="text")
+def python_docs(block_size: int = 64, chunk_chars: int = 2000, val_fraction: float = 0.1, seed: int = 0,
+                vocab_size: int = 512, tokenizer=None) -> Dataset:
+    """Real English prose: the Python Language Reference that CPython ships (pydoc_data), split by topic."""
+    train, val, facts = python_text.docs_documents(chunk_chars, val_fraction, seed)
+    return _python_text("python_docs", train, val, facts, block_size, vocab_size, tokenizer)
+
+
+@DATASETS.register("python_code", task="lm", kind="text")
+def python_code(block_size: int = 64, n_files: int = 120, chunk_chars: int = 2000, val_fraction: float = 0.1,
+                seed: int = 0, vocab_size: int = 512, tokenizer=None) -> Dataset:
+    """Real code: ``n_files`` files of the running interpreter's standard library (no tests, no site-packages)."""
+    train, val, facts = python_text.code_documents(n_files, chunk_chars, val_fraction, seed)
+    return _python_text("python_code", train, val, facts, block_size, vocab_size, tokenizer)
 
 
 DATASETS.register("modular_arithmetic", modular_arithmetic, task="classification", kind="synthetic",
