@@ -9,8 +9,9 @@ Core library: torch + param + xarray, no UI imports (views live in the separate 
 
 from __future__ import annotations
 
-from . import data, errors, models, optim, record
+from . import data, errors, groups, models, optim, record
 from .events import EVENTS
+from .groups import combine, config_table, sign_count, summarize
 from .history import History
 from .matrices import canonical_name, weight_matrices
 from .probes import PROBES, EvalLoss, Probe
@@ -21,4 +22,4 @@ from .snapshot import Snapshot
 __version__ = "0.1.0"
 
 __all__ = ["Run", "History", "Snapshot", "Probe", "EvalLoss", "PROBES", "EVENTS", "data", "models", "optim", "record",
-           "errors", "weight_matrices", "canonical_name", "open_record", "save_record", "meta", "__version__"]
+           "errors", "groups", "combine", "summarize", "sign_count", "config_table", "weight_matrices", "canonical_name", "open_record", "save_record", "meta", "__version__"]

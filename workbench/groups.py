@@ -1,0 +1,178 @@
+"""Run groups: many records as one labelled Dataset, summarized over seeds with confidence intervals.
+
+A finding from one seed cannot be told from noise. These functions turn a set of records (runs of the same
+experiment with different seeds, or with different values of any config key) into evidence:
+
+* :func:`combine` stacks records along a new dimension named after the key that tells them apart
+  (``over="seed"``, or any key of their config), outer-joined on ``step`` (and on ``matrix``, ``index`` …):
+  runs that logged at different steps line up, with NaN where a run has no value.
+* :func:`summarize` reduces that dimension to ``mean``, ``sd``, the 95 % confidence interval of the mean
+  (Student's t, ``ci_low``/``ci_high``) and ``n`` (non-missing values), along a new ``stat`` dimension. A
+  sweep (:func:`workbench.regime.sweep`) over ``seed`` already has this shape and summarizes the same way.
+* :func:`sign_count` answers "in how many seeds is A above B?" for paired runs — the count that goes next to
+  a mean difference ("LoRA r=1 > full FT in intruders in 5/5 seeds").
+* :func:`config_table` lists only the config keys that differ between records.
+
+>>> import numpy as np, xarray as xr
+>>> runs = [xr.Dataset({"loss": ("step", [3.0 - s, 2.0 - s])}, coords={"step": [10, 20]},
+...                    attrs={"seed": s, "config": f'{{"seed": {s}, "lr": 0.001}}'}) for s in (0, 1, 2)]
+>>> ds = combine(runs, over="seed")
+>>> ds.loss.dims, ds.seed.values.tolist()
+(('seed', 'step'), [0, 1, 2])
+>>> s = summarize(ds, over="seed")
+>>> float(s.loss.sel(stat="mean", step=20)), float(s.loss.sel(stat="sd", step=20)), int(s.loss.sel(stat="n", step=20))
+(1.0, 1.0, 3)
+>>> config_table(runs).columns.tolist()
+['seed']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+import xarray as xr
+
+from .errors import ConfigError
+
+STATS = ("mean", "sd", "ci_low", "ci_high", "n")
+
+
+def _as_record(item) -> xr.Dataset:
+    """A record from a Dataset, a path to a saved record, or anything with a ``.record`` (a Run)."""
+    if isinstance(item, xr.Dataset):
+        return item
+    if isinstance(item, (str, os.PathLike)):
+        from .record import open_record
+
+        return open_record(item)
+    record = getattr(item, "record", None)
+    if isinstance(record, xr.Dataset):
+        return record
+    raise ConfigError(f"Cannot use a {type(item).__name__} as a record: pass xarray Datasets, saved record paths or runs.")
+
+
+def _config(ds: xr.Dataset) -> dict:
+    config = ds.attrs.get("config", {})
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except json.JSONDecodeError:
+            config = {}
+    return dict(config) if isinstance(config, dict) else {}
+
+
+def key_value(ds: xr.Dataset, key: str):
+    """The value of ``key`` for one record: its config entry, else its attribute of that name."""
+    config = _config(ds)
+    if key in config:
+        return config[key]
+    if key in ds.attrs:
+        return ds.attrs[key]
+    known = sorted(set(config) | {k for k in ds.attrs if k not in ("config", "model", "data", "versions", "extra")})
+    raise ConfigError(f"The record {ds.attrs.get('label') or ds.attrs.get('run_id') or ''!r} has no {key!r} in its config "
+                      f"or attributes; group by one of: {', '.join(known)}.")
+
+
+def group(records: Iterable, by: str) -> dict:
+    """Records split by the value of config key ``by``: ``{value: [record, …]}`` in first-seen order."""
+    out: dict = {}
+    for item in records:
+        ds = _as_record(item)
+        value = key_value(ds, by)
+        out.setdefault(value if not isinstance(value, list) else tuple(value), []).append(ds)
+    return out
+
+
+def combine(records: Iterable, over: str = "seed") -> xr.Dataset:
+    """One Dataset with a new dim ``over`` (one entry per record), outer-joined on every other dim.
+
+    Records are ordered by their ``over`` value. Two records with the same value are refused (they would
+    be indistinguishable); attributes that all records share are kept, ``config`` keeps the shared keys.
+    """
+    recs = [_as_record(r) for r in records]
+    if not recs:
+        raise ConfigError("combine() needs at least one record.")
+    if not isinstance(over, str) or not over:
+        raise ConfigError(f"over must be the name of a config key such as 'seed', got {over!r}.")
+    values = [key_value(ds, over) for ds in recs]
+    if len(set(map(repr, values))) != len(values):
+        dup = sorted({repr(v) for v in values if sum(repr(w) == repr(v) for w in values) > 1})
+        raise ConfigError(f"Several records have {over} = {', '.join(dup)}: combine runs that differ in {over!r}, or "
+                          f"group them first with group(records, by=...).")
+    order = sorted(range(len(recs)), key=lambda i: (str(type(values[i])), values[i]))
+    recs, values = [recs[i] for i in order], [values[i] for i in order]
+    clean = [ds.drop_vars([v for v in ds.coords if v == over], errors="ignore").expand_dims({over: [val]})
+             for ds, val in zip(recs, values)]
+    out = xr.concat(clean, dim=over, join="outer", data_vars="all", coords="different", compat="equals",
+                    combine_attrs="drop_conflicts", fill_value=np.nan)
+    configs = [_config(ds) for ds in recs]
+    shared = {k: v for k, v in configs[0].items() if all(k in c and c[k] == v for c in configs[1:])}
+    out.attrs["config"] = json.dumps(shared, sort_keys=True, default=str)
+    out.attrs["combined_over"] = over
+    out.attrs["run_ids"] = json.dumps([ds.attrs.get("run_id") for ds in recs])
+    return out
+
+
+def _t_quantile(df: np.ndarray) -> np.ndarray:
+    from scipy import stats
+
+    with np.errstate(invalid="ignore"):
+        return np.where(df >= 1, stats.t.ppf(0.975, np.maximum(df, 1)), np.nan)
+
+
+def summarize(ds: xr.Dataset, over: str = "seed", variables: Sequence[str] | None = None) -> xr.Dataset:
+    """Mean, sd (n − 1), 95 % t-interval of the mean and n over dim ``over``, along a new ``stat`` dim.
+
+    NaNs (a run with no value at a step) are left out of each statistic; ``n`` counts what was used. With
+    ``n = 1`` the sd and the interval are NaN — one run has no spread to report.
+    """
+    if over not in ds.dims:
+        raise ConfigError(f"The dataset has no {over!r} dimension (dims: {', '.join(map(str, ds.dims))}); "
+                          f"combine(records, over={over!r}) first.")
+    names = list(variables) if variables is not None else [v for v in ds.data_vars if over in ds[v].dims
+                                                          and np.issubdtype(ds[v].dtype, np.number)]
+    out = {}
+    for name in names:
+        da = ds[name].astype(float)
+        n = da.notnull().sum(over)
+        mean = da.mean(over, skipna=True)
+        sd = da.std(over, ddof=1, skipna=True).where(n > 1)
+        half = xr.apply_ufunc(_t_quantile, (n - 1).astype(float)) * sd / np.sqrt(n.where(n > 0))
+        out[name] = xr.concat([mean, sd, mean - half, mean + half, n.astype(float)], dim="stat").assign_coords(stat=list(STATS))
+    result = xr.Dataset(out, attrs={**ds.attrs, "summarized_over": over, "ci": "95% Student t interval of the mean"})
+    return result
+
+
+def sign_count(a: xr.DataArray, b: xr.DataArray | float, over: str = "seed") -> dict:
+    """Paired comparison over ``over``: how often ``a > b``, and the mean difference with its 95 % CI.
+
+    Returns ``{"greater": k, "n": n, "mean_diff": …, "ci_low": …, "ci_high": …}`` for scalar-per-run inputs
+    (reduce other dims first). Pairs with a NaN on either side are left out.
+    """
+    diff = (a - b).astype(float)
+    if set(diff.dims) != {over}:
+        raise ConfigError(f"sign_count needs one value per {over} on each side; the difference has dims {diff.dims}. "
+                          f"Select a step or reduce the other dims first.")
+    values = diff.values[np.isfinite(diff.values)]
+    n = int(values.size)
+    mean = float(values.mean()) if n else math.nan
+    half = float(_t_quantile(np.array(n - 1.0)) * values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    return {"greater": int((values > 0).sum()), "n": n, "mean_diff": mean, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def config_table(records: Iterable):
+    """A ``pandas.DataFrame``: one row per record (label or run id), one column per config key that differs."""
+    import pandas as pd
+
+    recs = [_as_record(r) for r in records]
+    configs = [_config(ds) for ds in recs]
+    keys = sorted({k for c in configs for k in c})
+    differ = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True, default=str) for c in configs}) > 1]
+    index = [ds.attrs.get("label") or ds.attrs.get("run_id") or f"record {i}" for i, ds in enumerate(recs)]
+    if len(set(index)) != len(index):
+        index = [f"{name} ({i})" for i, name in enumerate(index)]
+    return pd.DataFrame([{k: c.get(k) for k in differ} for c in configs], index=index, columns=differ)
