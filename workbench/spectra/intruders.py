@@ -131,6 +131,7 @@ class BaseVectors:
     def __init__(self, device=None):
         self.device = torch.device(device) if device is not None else None
         self._cache: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # name → (reference tensor, U0, S0)
+        self._norms: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # name → (reference tensor, ‖W0‖²_F)
         self.computed = 0  # how many base SVDs were run (tests check the cache works)
 
     def svd(self, reference: Mapping[str, torch.Tensor], names=None, device=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -150,12 +151,20 @@ class BaseVectors:
                 self.computed += len(group)
         return {n: self._cache[n][1:] for n in names}
 
+    def frobenius_sq(self, reference: Mapping[str, torch.Tensor], name: str, compute) -> torch.Tensor:
+        """‖W0‖²_F of ``reference[name]`` as ``compute(W0)`` gives it, kept until that tensor is replaced."""
+        hit = self._norms.get(name)
+        if hit is None or hit[0] is not reference[name]:
+            hit = self._norms[name] = (reference[name], compute(reference[name].float()))
+        return hit[1]
+
     def get(self, reference: Mapping[str, torch.Tensor], names=None, device=None) -> dict[str, torch.Tensor]:
         """``{name: U0}`` (the left singular vectors only)."""
         return {n: u for n, (u, _) in self.svd(reference, names, device).items()}
 
     def clear(self) -> None:
         self._cache.clear()
+        self._norms.clear()
 
     def __len__(self) -> int:
         return len(self._cache)

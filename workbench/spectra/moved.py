@@ -87,8 +87,13 @@ def check_variables(variables) -> tuple[str, ...]:
 
 
 def _fro_sq(batch: torch.Tensor) -> torch.Tensor:
-    """‖·‖²_F of each matrix of ``[..., m, n]``: fp32 row norms summed in fp64 (a one-pass fp32 sum drifts on big tables)."""
-    return torch.linalg.vector_norm(batch, dim=-1).double().pow(2).sum(-1)
+    """‖·‖²_F of each matrix of ``[..., m, n]``: fp32 row norms summed in fp64 (a one-pass fp32 sum drifts on big tables).
+
+    Rows run along the contiguous dim (a GPT-2 Conv1D weight is a transposed view: reducing across its
+    stride is several times slower).
+    """
+    rows = batch if batch.stride(-1) == 1 or batch.mT.stride(-1) != 1 else batch.mT
+    return torch.linalg.vector_norm(rows, dim=-1).double().pow(2).sum(-1)
 
 
 def _select(names, include):
@@ -164,9 +169,8 @@ def what_moved(reference, current, variables: Iterable[str] | None = None, *, k:
     with torch.no_grad():
         for (shape, _), group in group_by_shape({n: cur[n] for n in order}).items():
             if not (need_u or need_s or need_s0 or need_sd):  # norms only: no stacked copies
-                pairs = [(cur[n].to(dev, torch.float32), ref[n].to(dev, torch.float32)) for n in group]
-                d2 = torch.stack([_fro_sq(a - b) for a, b in pairs])  # [g] fp64
-                n2 = torch.stack([_fro_sq(b) for _, b in pairs])
+                d2 = torch.stack([_fro_sq(cur[n].to(dev, torch.float32) - ref[n].to(dev, torch.float32)) for n in group])
+                n2 = torch.stack([cache.frobenius_sq(ref, n, _fro_sq).to(dev) for n in group])  # [g] fp64, cached
             else:
                 w = stack(cur, group, dev)  # [g, m, n]
                 w0 = stack(ref, group, dev).to(w.dtype)  # [g, m, n]
@@ -215,28 +219,27 @@ def what_moved(reference, current, variables: Iterable[str] | None = None, *, k:
 
 def _dataset(order, per, want, d2_total, n2_total, k, eps, method) -> xr.Dataset:
     data, coords = {}, {"matrix": order}
+    attrs = lambda key: {"long_name": VOCABULARY[key][0], "units": VOCABULARY[key][2]}  # noqa: E731
     for key in VARIABLES:
         if key not in want or key in SCALARS:
             continue
         dims = VOCABULARY[key][1]
         if dims == ("matrix",):
             values = np.array([per[n][key] for n in order], dtype=float)
-            data[key] = ("matrix", values.astype(np.int64) if key in ("intruders", "delta_numerical_rank") else values)
+            values = values.astype(np.int64) if key in ("intruders", "delta_numerical_rank") else values
         else:
             width = k if dims[1] == "rank" else max(len(per[n][key]) for n in order)
-            data[key] = (dims, _pad([per[n][key] for n in order], width))
+            values = _pad([per[n][key] for n in order], width)
             coords[dims[1]] = np.arange(width)
+        data[key] = (dims, values, attrs(key))
     if "distance_from_init" in want:
-        data["distance_from_init"] = ((), math.sqrt(d2_total))
+        data["distance_from_init"] = ((), math.sqrt(d2_total), attrs("distance_from_init"))
     if "relative_distance_from_init" in want:
-        data["relative_distance_from_init"] = ((), math.sqrt(d2_total / n2_total) if n2_total > 0 else math.nan)
+        rel = math.sqrt(d2_total / n2_total) if n2_total > 0 else math.nan
+        data["relative_distance_from_init"] = ((), rel, attrs("relative_distance_from_init"))
     if "intruders_total" in want:
-        data["intruders_total"] = ((), int(sum(per[n]["intruders"] for n in order)))
-    ds = xr.Dataset(data, coords=coords, attrs={"k": k, "eps": eps, "method": method})
-    for key in ds.data_vars:
-        meaning, _, unit = VOCABULARY[key]
-        ds[key].attrs.update(long_name=meaning, units=unit)
-    return ds
+        data["intruders_total"] = ((), int(sum(per[n]["intruders"] for n in order)), attrs("intruders_total"))
+    return xr.Dataset(data, coords=coords, attrs={"k": k, "eps": eps, "method": method})
 
 
 @PROBES.register("moved", help="what moved since W0 per matrix: norms, ranks of W and ΔW, intruders, principal angles")
