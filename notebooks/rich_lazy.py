@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: workbench
 #     language: python
@@ -66,12 +68,13 @@ if ds.attrs["n_failed"]:
 
 # %% [markdown]
 # ## The metrics per condition (mean ± sd over seeds)
-# `weight_change` is ‖W_rec,T − W_rec,0‖_F / ‖W_rec,0‖_F (all inits have the same ‖W_0‖_F, so it orders
+# `delta_rel_norm` is ‖W_rec,T − W_rec,0‖_F / ‖W_rec,0‖_F (all inits have the same ‖W_0‖_F, so it orders
 # like the absolute change); `kernel_alignment` compares the tangent kernel w.r.t. W_rec at the start and
 # the end (1 = unchanged); `rep_cka` is the linear CKA of the final hidden state (1 = unchanged).
 
 # %%
-metrics = ["weight_change", "kernel_alignment", "rep_alignment", "rep_cka", "accuracy", "erank_init", "erank_dw"]
+metrics = ["delta_rel_norm", "kernel_alignment", "rep_alignment", "rep_cka", "accuracy", "effective_rank_init",
+           "delta_effective_rank"]
 summary = pd.DataFrame({m: [f"{ds[m].sel(init=i).mean().item():.4g} ± {ds[m].sel(init=i).std().item():.2g}"
                             for i in grid["init"]] for m in metrics}, index=grid["init"])
 summary
@@ -80,7 +83,7 @@ summary
 # ## Does each seed agree with the paper's direction?
 
 # %%
-wc, ka, rc = ds.weight_change, ds.kernel_alignment, ds.rep_cka
+wc, ka, rc = ds.delta_rel_norm, ds.kernel_alignment, ds.rep_cka
 full, low, ali = (dict(init=k) for k in ("full", "low_rank", "aligned"))
 checks = {
     "low rank moves weights more than full rank": wc.sel(**low) > wc.sel(**full),

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: workbench
 #     language: python
@@ -153,8 +155,8 @@ att[["prob_heldout_before", "prob_heldout_after", "rouge_heldout_before", "rouge
 # %%
 upd = update_summary(target, runs["npo"].model)
 print(moved_most(upd, 5))
-upd[["relative_change", "delta_effective_rank", "intruders"]].to_dataframe().sort_values("relative_change",
-                                                                                          ascending=False).head(8)
+upd[["delta_rel_norm", "delta_effective_rank", "intruders"]].to_dataframe().sort_values("delta_rel_norm",
+                                                                                         ascending=False).head(8)
 
 # %% [markdown]
 # ## Trade-off of the methods (view)
@@ -175,7 +177,7 @@ if interactive:
 att_ds = xr.Dataset({k: ("method", [attack[m][k] for m in attack]) for k in attack["ga"]},
                     coords={"method": list(attack)}).rename({"method": "attacked_model"})
 results = xr.merge([tradeoff, att_ds, curves.rename({n: f"curve_{n}" for n in curves.data_vars}),
-                    upd[["relative_change", "delta_effective_rank", "intruders"]].rename(matrix="npo_matrix")],
+                    upd[["delta_rel_norm", "delta_effective_rank", "intruders"]].rename(matrix="npo_matrix")],
                    compat="override", join="outer")
 os.makedirs(os.path.dirname(os.path.abspath(results_path)), exist_ok=True)
 record.save(results, results_path, notebook="unlearning", settings=prep.settings, unlearn_steps=unlearn_steps,

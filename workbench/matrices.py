@@ -39,7 +39,12 @@ def canonical_name(name: str) -> str:
     return name.replace(".base_layer.", ".").replace(".modules_to_save.default.", ".").replace(".original_module.", ".")
 
 
-def _is_conv1d(module: nn.Module) -> bool:
+def is_conv1d(module: nn.Module) -> bool:
+    """True for Hugging Face GPT-2's ``Conv1D`` (a linear layer storing its weight as ``[in, out]``).
+
+    Matched by name, so the workbench needs no import of ``transformers`` to recognise it. The one test
+    every module uses (matrices, init recipes, adapters, LoRA-SB).
+    """
     return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
 
 
@@ -116,9 +121,9 @@ def weight_matrices(
         if owner is not None and hasattr(owner, "workbench_effective_weight"):
             w = owner.workbench_effective_weight()
         elif name in tuners and not isinstance(owner, nn.Embedding):
-            in_features = param.shape[0] if _is_conv1d(owner) else param.shape[1]
+            in_features = param.shape[0] if is_conv1d(owner) else param.shape[1]
             w = _probe_linear(tuners[name], in_features, param)
-        elif owner is not None and _is_conv1d(owner):
+        elif owner is not None and is_conv1d(owner):
             w = param.detach().T
         else:
             w = param.detach()

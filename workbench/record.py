@@ -32,6 +32,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import CorruptFileError, MissingPathError
+from .vocabulary import upgrade
 
 JSON_ATTRS = ("config", "model", "data", "versions", "extra")
 
@@ -139,8 +140,8 @@ def open_record(path: str | os.PathLike) -> xr.Dataset:
         raise MissingPathError(f"No record at {str(path)!r}. Pass the path of a file written by save() or Run.save_record().")
     try:
         if path.suffix == ".zarr" or path.is_dir():
-            return xr.open_zarr(path).load()
-        return xr.load_dataset(path, engine="h5netcdf")
+            return upgrade(xr.open_zarr(path).load())
+        return upgrade(xr.load_dataset(path, engine="h5netcdf"))
     except Exception as exc:  # h5py / zarr raise many kinds for damaged files
         raise CorruptFileError(f"Could not read the record {str(path)!r}: the file is truncated, damaged or not a "
                                f"workbench record ({type(exc).__name__}: {exc}). Re-run or restore it from a copy.") from None

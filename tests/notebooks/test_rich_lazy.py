@@ -14,4 +14,4 @@ def test_rich_lazy_notebook(run_notebook):
     assert set(ds.init.values) == {"full", "low_rank", "aligned"} and ds.sizes["seed"] == 2
     assert (ds.status == "ok").all()
     assert 0 <= float(ds.agree_0) <= 1 and "low rank" in ds.attrs["agreement"]
-    assert float(ds.erank_init.sel(init="low_rank").max()) == pytest.approx(1.0, abs=1e-3)
+    assert float(ds.effective_rank_init.sel(init="low_rank").max()) == pytest.approx(1.0, abs=1e-3)

@@ -13,5 +13,5 @@ def test_unlearning_notebook(run_notebook, tmp_path, monkeypatch):
     ds = xr.open_dataset(path)
     assert set(ds.method.values) == {"target", "oracle", "ga", "ga+sam", "npo", "npo+sam"}
     assert float(ds.forget_quality.sel({"method": "oracle"})) == 1.0  # (sel(method=…) is sel's own keyword)
-    assert {"prob_heldout_before", "prob_heldout_after", "curve_forget_prob", "relative_change"} <= set(ds.data_vars)
+    assert {"prob_heldout_before", "prob_heldout_after", "curve_forget_prob", "delta_rel_norm"} <= set(ds.data_vars)
     assert int(ds.curve_forget_prob.notnull().sum()) >= 4 * 4  # steps 0..3 for each of the four runs

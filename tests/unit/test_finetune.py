@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -181,6 +182,23 @@ def test_live_intruders_and_forgetting_in_the_record(bases, ds):
     assert list(rec.intruders.sel(step=4).dropna("matrix").matrix.values) == ft.target_matrices
     assert float(rec.intruders.sel(step=0).sum()) == 0
     assert rec.pretrain_loss.sel(step=4).notnull()
+
+
+def test_compare_runs_measures_what_moved_when_the_record_has_nothing(bases, ds):
+    from workbench.finetune.compare import compare_runs
+    from workbench.spectra.moved import what_moved
+
+    ft = FineTune(fresh_copy(bases["gpt2"]), ds, method="lora", rank=2, **SMALL)  # intruders_every=0: no probes
+    ft.run(2, progress=False)
+    assert "intruders" not in ft.record and "intruders" not in compare_runs([ft], measure=False)
+    out = compare_runs([ft]).sel(run="lora r=2")
+    now = what_moved(ft.reference, ft.model, names=ft.target_matrices, k=ft.intruder_k, eps=ft.intruder_eps)
+    assert list(out.matrix.values) == ft.target_matrices
+    for name in ("intruders", "delta_effective_rank", "delta_norm", "delta_rel_norm"):
+        np.testing.assert_allclose(out[name], now[name], rtol=1e-6, err_msg=name)
+    assert float(out.final_intruders) == float(now.intruders.sum())
+    assert float(out.mean_delta_effective_rank) == pytest.approx(float(now.delta_effective_rank.mean()))
+    assert float(out.delta_norm.min()) > 0  # the adapted matrices moved
 
 
 def test_mitigation_removes_a_planted_intruder():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 
@@ -131,12 +132,12 @@ def test_preview_spectrum_and_effective_rank_without_modifying():
     before = state(net)
     ds = preview(net, "low_rank", rank=4, include="weight_rec")
     assert same(before, state(net))
-    assert ds.sigma_after.dims == ("matrix", "index") and list(ds.matrix.values) == ["weight_rec"]
-    assert int(ds.rank_after.item()) == 4 and int(ds.rank_before.item()) == 24
-    assert float(ds.erank_after.item()) <= 4 + 1e-6 < float(ds.erank_before.item())
-    torch.testing.assert_close(torch.tensor(ds.frobenius_after.values), torch.tensor(ds.frobenius_before.values))
+    assert ds.singular_values_after.dims == ("matrix", "index") and list(ds.matrix.values) == ["weight_rec"]
+    assert int(ds.numerical_rank_after.item()) == 4 and int(ds.numerical_rank_before.item()) == 24
+    assert float(ds.effective_rank_after.item()) <= 4 + 1e-6 < float(ds.effective_rank_before.item())
+    np.testing.assert_allclose(ds.frobenius_norm_after.values, ds.frobenius_norm_before.values, rtol=1e-6)  # fp32 sums
     single = preview(torch.randn(10, 6), "orthogonal")
-    assert single.sigma_after.shape == (1, 6)
+    assert single.singular_values_after.shape == (1, 6)
 
 
 @pytest.fixture(scope="module")

@@ -72,13 +72,13 @@ def test_probes_on_a_training_rnn():
     ds = run.record
     assert float(ds.kernel_alignment.sel(step=0)) == pytest.approx(1.0)
     assert float(ds.rep_cka.sel(step=0)) == pytest.approx(1.0)
-    assert float(ds.relative_weight_change.sel(step=0, matrix="weight_rec")) == 0.0
+    assert float(ds.delta_rel_norm.sel(step=0, matrix="weight_rec")) == 0.0
     assert float(ds.kernel_alignment.sel(step=10)) < 1.0
     w0 = run.reference.get("weight_rec")
     manual = float((run.model.weight_rec.detach() - w0).norm() / w0.norm())
-    assert float(ds.relative_weight_change.sel(step=10, matrix="weight_rec")) == pytest.approx(manual, rel=1e-5)
+    assert float(ds.delta_rel_norm.sel(step=10, matrix="weight_rec")) == pytest.approx(manual, rel=1e-5)
     assert float(ds.distance_from_init.sel(step=10)) == pytest.approx(float((run.model.weight_rec.detach() - w0).norm()), rel=1e-5)
-    assert ds.erank_dw.sel(step=10, matrix="weight_rec") > 0 and "kernel_task_alignment" in ds
+    assert ds.delta_effective_rank.sel(step=10, matrix="weight_rec") > 0 and "kernel_task_alignment" in ds
 
 
 def test_kernel_probe_bad_inputs():
@@ -198,6 +198,10 @@ def test_rich_lazy_trial_sweep_on_cluster_with_bad_rank():
         ds = sweep({"rank": [1, 99], "seed": [0]}, fixed=TINY, client=client, progress=False)
     assert ds.status.sel(rank=1, seed=0).item() == "ok" and 0 <= ds.kernel_alignment.sel(rank=1, seed=0).item() <= 1
     assert ds.status.sel(rank=99, seed=0).item() == "error" and "rank must be" in ds.error.sel(rank=99, seed=0).item()
+    # the vocabulary's names: W0 truncated to rank 1 has effective rank 1; it moved (ΔW ≠ 0) during training
+    ok = ds.sel(rank=1, seed=0)
+    assert float(ok.effective_rank_init) == pytest.approx(1.0, abs=1e-4)
+    assert float(ok.delta_rel_norm) > 0 and float(ok.delta_effective_rank) >= 1.0
 
 
 def test_sweep_bad_inputs():

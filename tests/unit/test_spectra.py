@@ -255,7 +255,12 @@ def test_compare_and_principal_angles(gpt2):
     ds2 = compare(gpt2, other, k=5, embeddings=False)
     assert float(ds2.subspace_overlap.max()) < 0.5  # independent random inits share no top subspace
     assert ds2.max_cos.sizes["rank"] == 5 and ds2.principal_angles.attrs["units"] == "rad"
-    np.testing.assert_allclose(ds2.singular_value_shift, ds2.singular_values_tuned - ds2.singular_values_base)
+    # σ(W), σ(W0) and their shift against spectra known by construction (not recomputed from the code's own σ)
+    sv0, sv1 = np.linspace(5.0, 1.0, 12), np.r_[np.linspace(9.0, 2.0, 6), np.linspace(0.9, 0.4, 6)]
+    ds3 = compare({"w": with_spectrum(sv0, 30, 12, seed=3)}, {"w": with_spectrum(sv1, 30, 12, seed=7)}, k=3)
+    np.testing.assert_allclose(ds3.singular_values_init.sel(matrix="w"), sv0, rtol=1e-5)
+    np.testing.assert_allclose(ds3.singular_values.sel(matrix="w"), sv1, rtol=1e-5)
+    np.testing.assert_allclose(ds3.singular_value_shift.sel(matrix="w"), sv1 - sv0, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------- probe

@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..matrices import is_conv1d
 from .inits import resolve
-from .lora_sb import apply_lora_sb, full_gradients, is_conv1d, lora_sb_layers
+from .lora_sb import apply_lora_sb, full_gradients, lora_sb_layers
 
 METHODS = ("full", "lora", "lora_sb")
 

@@ -4,7 +4,10 @@ What the lab's notebooks save and the compare-runs panel plots:
 
 * over ``run × step``: ``loss`` (task, train), ``val_loss`` (task, held out), ``pretrain_loss`` (forgetting),
   ``intruders_total``;
-* over ``run × matrix`` at the last measured step: ``intruders``, ``delta_effective_rank``, ``delta_norm``;
+* over ``run × matrix``: ``intruders``, ``delta_effective_rank``, ``delta_norm``, ``delta_rel_norm`` — the last
+  values the run's probes logged, or measured now by the "what moved" engine
+  (:func:`workbench.spectra.moved.what_moved`, the run's model against its reference W0, over its target
+  matrices) when the record has none (``intruders_every=0``) and the run is idle, or when ``measure=True``;
 * over ``run``: the settings (``method``, ``rank``, ``init``, ``use_rslora``, ``scaling``, ``trainable``) and
   the final numbers (``final_val_loss``, ``final_pretrain_loss``, ``forgetting`` = final − step-0
   ``pretrain_loss``, ``final_intruders``, ``mean_delta_effective_rank``).
@@ -21,7 +24,7 @@ import xarray as xr
 from ..errors import ConfigError
 
 STEP_VARS = ("loss", "val_loss", "pretrain_loss", "intruders_total")
-MATRIX_VARS = ("intruders", "delta_effective_rank", "delta_norm")
+MATRIX_VARS = ("intruders", "delta_effective_rank", "delta_norm", "delta_rel_norm")
 
 
 def run_label(run) -> str:
@@ -46,13 +49,31 @@ def _last(da: xr.DataArray) -> xr.DataArray:
     return valid.isel(step=-1) if valid.sizes.get("step", 0) else da.isel(step=-1) * np.nan
 
 
-def summarize(run) -> xr.Dataset:
-    """One run's comparison row (dims ``step`` and ``matrix``), from its record."""
+def measured_now(run) -> xr.Dataset:
+    """The per-matrix :data:`MATRIX_VARS` of ``run`` now: its model against its reference W0, over its target matrices."""
+    from ..spectra.moved import what_moved
+
+    return what_moved(run.reference, run.model, MATRIX_VARS, names=run.target_matrices, k=run.intruder_k,
+                      eps=run.intruder_eps)
+
+
+def summarize(run, measure: bool | None = None) -> xr.Dataset:
+    """One run's comparison row (dims ``step`` and ``matrix``), from its record.
+
+    ``measure``: ``True`` measures the per-matrix variables now (:func:`measured_now`), ``False`` takes the
+    record's last logged values only; ``None`` measures when the record has none of them and the run is not
+    training (a live view polling a training run never pays for SVDs).
+    """
     rec = run.record
     label = run_label(run)
     out = xr.Dataset({name: rec[name] for name in STEP_VARS if name in rec})
+    if measure is None:
+        measure = not any(name in rec for name in MATRIX_VARS) and not run.running
+    now = measured_now(run) if measure else None
     for name in MATRIX_VARS:
-        if name in rec:
+        if now is not None:
+            out[name] = now[name]
+        elif name in rec:
             out[name] = _last(rec[name])
             out[name] = out[name].drop_vars("step", errors="ignore")
     scalars = {"method": run.method, "rank": run.rank if run.method != "full" else 0,
@@ -67,15 +88,15 @@ def summarize(run) -> xr.Dataset:
         pl = rec.pretrain_loss.dropna("step")
         out["final_pretrain_loss"] = float(pl.isel(step=-1)) if pl.sizes["step"] else np.nan
         out["forgetting"] = float(pl.isel(step=-1) - pl.isel(step=0)) if pl.sizes["step"] else np.nan
-    if "intruders" in rec:
-        out["final_intruders"] = float(_last(rec.intruders).sum())
-    if "delta_effective_rank" in rec:
-        out["mean_delta_effective_rank"] = float(_last(rec.delta_effective_rank).mean())
+    if "intruders" in out:
+        out["final_intruders"] = float(out.intruders.sum())
+    if "delta_effective_rank" in out:
+        out["mean_delta_effective_rank"] = float(out.delta_effective_rank.mean())
     return out.expand_dims(run=[label])
 
 
-def compare_runs(runs) -> xr.Dataset:
-    """Stack :func:`summarize` of several runs along ``run`` (labels must be unique)."""
+def compare_runs(runs, measure: bool | None = None) -> xr.Dataset:
+    """Stack :func:`summarize` of several runs along ``run`` (labels must be unique; ``measure`` as there)."""
     runs = list(runs)
     if not runs:
         raise ConfigError("compare_runs needs at least one fine-tuning run.")
@@ -83,7 +104,7 @@ def compare_runs(runs) -> xr.Dataset:
     dupes = sorted({x for x in labels if labels.count(x) > 1})
     if dupes:
         raise ConfigError(f"Runs to compare need distinct labels; {dupes} appear more than once. Set label= on them.")
-    parts = [summarize(r) for r in runs]
+    parts = [summarize(r, measure) for r in runs]
     return xr.concat(parts, dim="run", join="outer", data_vars="all", coords="minimal", compat="override")
 
 

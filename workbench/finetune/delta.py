@@ -18,17 +18,15 @@ every init, DoRA and rsLoRA included, and for full fine-tuning.
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import torch
 import xarray as xr
 from torch import nn
 
 from ..errors import ConfigError
 from ..matrices import weight_matrices
-from ..probes import PROBES, Probe
+from ..probes import PROBES
 from ..snapshot import Snapshot
+from ..spectra.moved import MovedProbe, what_moved
 
 
 def delta_weights(model: nn.Module, reference: Snapshot, names=None) -> dict[str, torch.Tensor]:
@@ -47,56 +45,27 @@ def delta_weights(model: nn.Module, reference: Snapshot, names=None) -> dict[str
     return out
 
 
-def _erank(s: torch.Tensor) -> float:
-    """Roy & Vetterli effective rank from singular values (NaN for the zero matrix)."""
-    total = float(s.sum())
-    if not total > 0:
-        return math.nan
-    p = s / total
-    p = p[p > 0]
-    return float(torch.exp(-(p * p.log()).sum()))
+DELTA_VARIABLES = ("delta_norm", "delta_rel_norm", "delta_effective_rank", "delta_stable_rank", "delta_numerical_rank")
 
 
-def delta_summary(model: nn.Module, reference: Snapshot, names=None, tol: float = 1e-6) -> xr.Dataset:
-    """Per-matrix summary of ΔW: Frobenius norm, relative norm ‖ΔW‖/‖W0‖, effective and numerical rank.
+def delta_summary(model: nn.Module, reference: Snapshot, names=None) -> xr.Dataset:
+    """Per-matrix summary of ΔW (dim ``matrix``): ``delta_norm``, ``delta_rel_norm`` = ‖ΔW‖/‖W0‖, and the
+    effective, stable and numerical rank of ΔW (all 0 while ΔW = 0).
 
-    The effective rank uses :func:`workbench.spectra.effective_rank` when that module is present (same
-    formula, Roy & Vetterli); a zero ΔW has effective rank NaN and numerical rank 0.
+    :func:`workbench.spectra.moved.what_moved` computes it (the one "what moved" engine; names from
+    :mod:`workbench.vocabulary`); ``names`` restricts the matrices (default: all in ``reference``).
     """
-    try:
-        from ..spectra import effective_rank
-    except ImportError:  # the spectra engine is optional for this summary
-        effective_rank = None
-    deltas = delta_weights(model, reference, names)
-    rows = {"delta_norm": [], "delta_rel_norm": [], "delta_effective_rank": [], "delta_numerical_rank": []}
-    for name, d in deltas.items():
-        s = torch.linalg.svdvals(d)  # [min(out, in)]
-        norm = float(torch.linalg.vector_norm(d))
-        w0 = float(torch.linalg.vector_norm(reference.get(name)))
-        rows["delta_norm"].append(norm)
-        rows["delta_rel_norm"].append(norm / w0 if w0 > 0 else math.nan)
-        if norm == 0:
-            er = math.nan
-        else:
-            er = float(effective_rank(d)) if effective_rank is not None else _erank(s)
-        rows["delta_effective_rank"].append(er)
-        cutoff = tol * float(s.max()) * max(d.shape) if norm > 0 else math.inf
-        rows["delta_numerical_rank"].append(int((s > cutoff).sum()) if norm > 0 else 0)
-    coords = {"matrix": list(deltas)}
-    return xr.Dataset({k: ("matrix", np.asarray(v, dtype=float)) for k, v in rows.items()}, coords=coords)
+    return what_moved(reference, model, DELTA_VARIABLES, names=list(reference.names() if names is None else names))
 
 
 @PROBES.register("delta", help="norm and effective rank of ΔW = W − W0 per matrix")
-class DeltaProbe(Probe):
+class DeltaProbe(MovedProbe):
     """Records ``delta_norm``, ``delta_rel_norm`` and ``delta_effective_rank`` (dims ``step × matrix``).
 
-    ``names`` restricts the matrices (the fine-tuning stage passes its target matrices).
+    A :class:`~workbench.spectra.moved.MovedProbe` with those variables; ``names`` restricts the matrices
+    (the fine-tuning stage passes its target matrices).
     """
 
     def __init__(self, names=None, **params):
-        super().__init__(**params)
-        self.names = list(names) if names is not None else None
-
-    def measure(self, run) -> dict:
-        ds = delta_summary(run.model, run.reference, self.names)
-        return {name: ds[name] for name in ("delta_norm", "delta_rel_norm", "delta_effective_rank")}
+        params.setdefault("variables", ["delta_norm", "delta_rel_norm", "delta_effective_rank"])
+        super().__init__(names=list(names) if names is not None else None, **params)

@@ -37,10 +37,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-
-
-def is_conv1d(module: nn.Module) -> bool:
-    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
+from ..matrices import is_conv1d
 
 
 def oriented_weight(module: nn.Module) -> torch.Tensor:

@@ -31,9 +31,8 @@ from torch import nn
 
 from ..data.base import to_device
 from ..errors import ConfigError
-from ..matrices import owner_modules, weight_matrices
+from ..matrices import is_conv1d, owner_modules, weight_matrices
 from ..snapshot import Snapshot
-from .lora_sb import is_conv1d
 from .stage import merged
 
 

@@ -23,7 +23,7 @@ New-token embeddings (vocabulary expansion) live in :mod:`workbench.init.vocab`.
 >>> net = rnn(n_hidden=30)
 >>> apply(net, "low_rank", rank=3, include="weight_rec")
 ['weight_rec']
->>> int(preview(net, "scale", factor=1.0, include="weight_rec").rank_after.item())
+>>> int(preview(net, "scale", factor=1.0, include="weight_rec").numerical_rank_after.item())
 3
 """
 
@@ -36,9 +36,9 @@ from .base import InitRecipe
 from .gaussian import Gaussian
 from .low_rank import LowRank
 from .orthogonal import Orthogonal
-from .preview import effective_rank, preview
+from .preview import preview
 from .registry import RECIPES, register
 from .scale import Scale
 
 __all__ = ["RECIPES", "register", "InitRecipe", "apply", "plan", "preview", "resolve", "target_parameters",
-           "effective_rank", "cross_covariance", "Scale", "LowRank", "Aligned", "Orthogonal", "Gaussian"]
+           "cross_covariance", "Scale", "LowRank", "Aligned", "Orthogonal", "Gaussian"]

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..matrices import _is_conv1d, canonical_name, owner_modules
+from ..matrices import canonical_name, is_conv1d, owner_modules
 from .base import InitRecipe
 from .registry import RECIPES
 
@@ -62,7 +62,7 @@ def target_parameters(model: nn.Module, recipe: InitRecipe) -> dict[str, tuple[n
             continue
         if any(m in raw for m in ("lora_", "workbench_adapter")):
             continue
-        found[name] = (p, owner is not None and _is_conv1d(owner))
+        found[name] = (p, owner is not None and is_conv1d(owner))
     if not found:
         names = [canonical_name(n) for n, p in model.named_parameters() if p.ndim == 2]
         raise ConfigError(f"Init selection include={recipe.include!r} exclude={recipe.exclude!r} matches no weight matrix "

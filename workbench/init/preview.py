@@ -1,9 +1,12 @@
-"""Preview an init before training: singular values and effective rank, before and after the recipe.
+"""Preview an init before training: singular values and ranks, before and after the recipe.
+
+The spectra come from :func:`workbench.spectra.model_spectra` (one implementation of every rank); the names
+follow :mod:`workbench.vocabulary` with a ``_before`` / ``_after`` suffix.
 
 >>> import torch
 >>> from workbench.init import preview
 >>> ds = preview(torch.randn(20, 20), "low_rank", rank=3)
->>> int(ds.rank_after.sel(matrix="matrix")), float(ds.erank_after.sel(matrix="matrix")) <= 3
+>>> int(ds.numerical_rank_after.sel(matrix="matrix")), float(ds.effective_rank_after.sel(matrix="matrix")) <= 3
 (3, True)
 """
 
@@ -16,37 +19,16 @@ from torch import nn
 
 from .apply import plan, resolve
 
-
-def effective_rank(s: torch.Tensor, shape: tuple[int, int] | None = None) -> float:
-    """Roy & Vetterli effective rank from singular values ``s``: exp(entropy of s/Σs).
-
-    Uses :func:`workbench.spectra.effective_rank_sv` (so every lab agrees, round-off zeros dropped
-    given ``shape``) and falls back to the same formula if the spectra package is unavailable.
-    """
-    try:
-        from ..spectra.core import effective_rank_sv
-    except ImportError:  # pragma: no cover - spectra is part of the workbench
-        s = s.double().clamp(min=0)
-        total = s.sum()
-        if total <= 0:
-            return 0.0
-        p = s / total
-        return float(torch.exp(-torch.special.xlogy(p, p).sum()))
-    return float(effective_rank_sv(s, shape))
-
-
-def _stats(w: torch.Tensor) -> tuple[np.ndarray, float, int, float]:
-    s = torch.linalg.svdvals(w.float())
-    tol = s.max() * max(w.shape) * torch.finfo(torch.float32).eps if s.numel() else 0
-    return s.numpy(), effective_rank(s, tuple(w.shape)), int((s > tol).sum()), float(w.float().norm())
+#: model_spectra's variables a preview reports, each as ``<name>_before`` and ``<name>_after``.
+PREVIEW_VARIABLES = ("singular_values", "effective_rank", "numerical_rank", "frobenius_norm")
 
 
 def preview(target: nn.Module | torch.Tensor, recipe, data=None, loss=None, **params) -> xr.Dataset:
     """Spectrum and effective rank of the selected matrices before and after ``recipe`` (nothing modified).
 
     ``target`` is a model or a single ``[out, in]`` matrix (named ``"matrix"``). Returns a Dataset with
-    ``sigma_before``/``sigma_after`` over ``(matrix, index)`` and ``erank_*``, ``rank_*``,
-    ``frobenius_*`` over ``matrix``; ``attrs["recipe"]`` describes the recipe.
+    ``singular_values_before``/``_after`` over ``(matrix, index)`` and ``effective_rank_*``,
+    ``numerical_rank_*``, ``frobenius_norm_*`` over ``matrix``; ``attrs["recipe"]`` describes the recipe.
     """
     rec = resolve(recipe, **params)
     if isinstance(target, torch.Tensor):
@@ -63,18 +45,14 @@ def preview(target: nn.Module | torch.Tensor, recipe, data=None, loss=None, **pa
         new = plan(target, rec, data=data, loss=loss)
         tp = target_parameters(target, rec)
         before = {n: (p.detach().T if t else p.detach()).float() for n, (p, t) in tp.items()}
+    from ..spectra import model_spectra
+
     names = list(new)
-    width = max(min(w.shape) for w in new.values())
-    out = {f"{k}_{when}": [] for k in ("sigma", "erank", "rank", "frobenius") for when in ("before", "after")}
-    for n in names:
-        for when, w in (("before", before[n]), ("after", new[n])):
-            s, er, rk, fro = _stats(w)
-            out[f"sigma_{when}"].append(np.pad(s, (0, width - len(s)), constant_values=np.nan))
-            out[f"erank_{when}"].append(er)
-            out[f"rank_{when}"].append(rk)
-            out[f"frobenius_{when}"].append(fro)
-    data_vars = {k: (("matrix", "index") if k.startswith("sigma") else ("matrix",), np.asarray(v)) for k, v in out.items()}
-    ds = xr.Dataset(data_vars, coords={"matrix": names, "index": np.arange(width)})
+    parts = []
+    for when, mats in (("before", before), ("after", new)):
+        spec = model_spectra({n: mats[n] for n in names}, alpha=False)
+        parts.append(spec[list(PREVIEW_VARIABLES)].drop_vars(["rows", "cols"]).rename({v: f"{v}_{when}" for v in PREVIEW_VARIABLES}))
+    ds = xr.merge(parts, join="outer")
     ds.attrs["recipe"] = str(rec.describe())
     return ds
 

@@ -3,12 +3,12 @@
 ================================  ===================================================================
 probe (``PROBES`` name)           records
 ================================  ===================================================================
-``WeightChange``                  ``relative_weight_change[matrix]``, ``distance_from_init``,
+``WeightChange``                  ``delta_rel_norm[matrix]``, ``distance_from_init``,
                                   ``relative_distance_from_init``; :func:`log_fit` over a record
 ``KernelAlignment``               ``kernel_alignment`` (K_0 vs K_t), ``kernel_task_alignment`` (yyᵀ),
                                   ``kernel_norm_ratio`` — empirical tangent kernel via torch.func
 ``RepresentationAlignment``       ``rep_alignment`` (uncentered), ``rep_cka`` (centered)
-``EffectiveRank``                 ``erank_w[matrix]``, ``erank_dw[matrix]``
+``EffectiveRank``                 ``effective_rank[matrix]``, ``delta_effective_rank[matrix]``
 ``Sharpness``                     ``sharpness`` (λ_max, HVP power iteration), ``hessian_trace`` (Hutchinson)
 ``SplitAccuracy``                 ``<split>_accuracy``, ``<split>_loss``, ``weight_norm`` (grokking)
 ================================  ===================================================================

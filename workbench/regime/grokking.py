@@ -97,7 +97,7 @@ def grokking_run(p: int = 31, train_fraction: float = 0.5, init_scale: float = 1
     ``architecture``: ``"transformer"`` (:func:`tiny_transformer`, width ``d_model``) or ``"mlp"``
     (:func:`tiny_mlp`, embedding ``d_model // 2``, hidden ``4·d_model``). Records ``train_accuracy``,
     ``val_accuracy``, ``weight_norm``, ``relative_distance_from_init`` (and per-matrix
-    ``relative_weight_change``) every ``every`` steps.
+    ``delta_rel_norm``) every ``every`` steps.
     """
     from .. import data
     from ..errors import ConfigError

@@ -6,7 +6,7 @@ regime map. Every trained point — from :meth:`InitLab.train` or from a sweep a
 metrics), which views poll with their own cursor.
 
 >>> lab = InitLab(n_hidden=16, rank=2, steps=3, n_train=32, n_probe=8)
->>> int(lab.preview().rank_after.sel(matrix="weight_rec"))
+>>> int(lab.preview().numerical_rank_after.sel(matrix="weight_rec"))
 2
 >>> point = lab.train()                         # blocking; lab.start() trains in a thread
 >>> sorted(point)[:2], len(lab.history)
@@ -96,7 +96,7 @@ class InitLab(Displayable, param.Parameterized):
             msg = ""
             try:
                 point = self.train()
-                msg = f"trained: weight change {point['weight_change']:.3g}, kernel alignment {point['kernel_alignment']:.3g}"
+                msg = f"trained: weight change {point['delta_rel_norm']:.3g}, kernel alignment {point['kernel_alignment']:.3g}"
             except Exception as exc:  # kept for wait(); shown as the message
                 self.error, msg = exc, f"{type(exc).__name__}: {exc}"
             finally:

@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import numpy as np
-import param
-import torch
-import xarray as xr
-
-from ..errors import ConfigError
-from ..matrices import weight_matrices
-from ..probes import PROBES, Probe
-from ..spectra import effective_rank
+from ..probes import PROBES
+from ..spectra.moved import MovedProbe
 
 
 @PROBES.register("effective_rank", help="effective rank of W and of ΔW per matrix")
-class EffectiveRank(Probe):
-    """``erank_w`` and ``erank_dw`` over ``matrix`` (ΔW against ``run.reference``; 0 before any change)."""
+class EffectiveRank(MovedProbe):
+    """``effective_rank`` and ``delta_effective_rank`` over ``matrix`` (ΔW against ``run.reference``; 0 before any change).
 
-    include = param.String(default=None, allow_None=True, doc="Regex of canonical matrix names (None: all).")
-    exclude = param.String(default=None, allow_None=True, doc="Regex of canonical names to skip.")
+    The "what moved" probe (:class:`workbench.spectra.moved.MovedProbe`) with those two variables. A
+    :class:`~workbench.spectra.SpectraProbe` logs ``effective_rank`` too: attach one or the other (or give
+    both the same matrices), since a later value at the same step replaces the earlier one.
+    """
 
-    def setup(self, run) -> None:
-        self.names = list(weight_matrices(run.model, include=self.include, exclude=self.exclude))
-        if not self.names:
-            raise ConfigError(f"EffectiveRank: include={self.include!r} exclude={self.exclude!r} matches no weight matrix.")
-
-    @torch.no_grad()
-    def measure(self, run) -> dict:
-        if run.reference is None:
-            run.setup()
-        now = weight_matrices(run.model, include=self.include, exclude=self.exclude)
-        ew, edw = [], []
-        for name in self.names:
-            w = now[name].float()
-            ew.append(effective_rank(w))
-            edw.append(effective_rank(w - run.reference.get(name).to(w.device)))
-        coords = {"matrix": self.names}
-        return {"erank_w": xr.DataArray(np.asarray(ew), dims=["matrix"], coords=coords),
-                "erank_dw": xr.DataArray(np.asarray(edw), dims=["matrix"], coords=coords)}
+    def __init__(self, **params):
+        params.setdefault("variables", ["effective_rank", "delta_effective_rank"])
+        super().__init__(**params)

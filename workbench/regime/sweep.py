@@ -3,7 +3,7 @@
 >>> from workbench.regime import sweep
 >>> ds = sweep({"rank": [1, 0], "seed": [0, 1]}, fixed={"n_hidden": 16, "steps": 3, "n_train": 32, "n_probe": 8},
 ...            progress=False)                                               # doctest: +SKIP
->>> ds.weight_change.dims, ds.status.values.tolist()                           # doctest: +SKIP
+>>> ds.delta_rel_norm.dims, ds.status.values.tolist()                           # doctest: +SKIP
 (('rank', 'seed'), [['ok', 'ok'], ['ok', 'ok']])
 
 Backends: ``"serial"`` (in this process), ``"processes"`` (a spawn-context process pool of

@@ -4,12 +4,13 @@
 ``1.25 · scale``, then SVD-truncated to ``rank`` at equal Frobenius norm, or the task-``aligned``
 rank-``rank`` init), trains it with SGD + momentum (the authors' optimizer) and returns the regime
 metrics measured against the init: relative weight change of W_rec, tangent-kernel alignment w.r.t.
-W_rec, representation alignment (uncentered, CKA) of the final hidden state, effective ranks. It is a
+W_rec, representation alignment (uncentered, CKA) of the final hidden state, effective ranks (names from
+:mod:`workbench.vocabulary`: ``delta_rel_norm``, ``effective_rank_init``, ``delta_effective_rank``). It is a
 module-level function of plain values, so Dask and process pools can pickle it.
 
 >>> m = rich_lazy_trial({"n_hidden": 16, "rank": 2, "steps": 3, "n_train": 32, "n_probe": 8})
 >>> sorted(m)[:3]
-['accuracy', 'erank_dw', 'erank_init']
+['accuracy', 'delta_effective_rank', 'delta_rel_norm']
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def build_trial(config: dict):
         apply(model, "low_rank", include="^weight_rec$", rank=rank)
     probe = ds.split("val").take(range(int(c["n_probe"])))
     every = max(1, int(c["steps"]))
-    probes = [WeightChange(include="^weight_rec$", every=every),
+    probes = [WeightChange(include="^weight_rec$", every=every,
+                           variables=["delta_rel_norm", "effective_rank_init", "delta_effective_rank"]),
               KernelAlignment(params=["weight_rec"], batch=probe, output="last", every=every),
               RepresentationAlignment(batch=probe, every=every)]
     return c, model, ds, probes
@@ -72,12 +74,10 @@ def build_trial(config: dict):
 def rich_lazy_trial(config: dict) -> dict:
     """Train one configuration and return its regime metrics (floats)."""
     from ..run import Run
-    from ..spectra import effective_rank
 
     c, model, ds, probes = build_trial(config)
     if c["threads"]:
         torch.set_num_threads(int(c["threads"]))
-    w0 = model.weight_rec.detach().clone()
     run = Run(model, ds, probes=probes, optimizer="sgd", lr=float(c["lr"]), momentum=float(c["momentum"]),
               batch_size=int(c["batch_size"]), max_steps=int(c["steps"]), seed=int(c["seed"]),
               grad_clip=float(c["grad_clip"]), eval_every=0, log_every=max(1, int(c["steps"])), device="cpu")
@@ -88,10 +88,11 @@ def rich_lazy_trial(config: dict) -> dict:
         loss, metrics = ds.loss(model, val)
     return {
         "loss": float(rec.latest("loss")), "val_loss": float(loss), "accuracy": float(metrics.get("accuracy", math.nan)),
-        "weight_change": float(rec.latest("relative_weight_change").sel(matrix="weight_rec")),
+        "delta_rel_norm": float(rec.latest("delta_rel_norm").sel(matrix="weight_rec")),
         "kernel_alignment": float(rec.latest("kernel_alignment")),
         "kernel_task_alignment": float(rec.latest("kernel_task_alignment")),
         "kernel_task_alignment_init": float(rec.latest("kernel_task_alignment_init")),
         "rep_alignment": float(rec.latest("rep_alignment")), "rep_cka": float(rec.latest("rep_cka")),
-        "erank_init": effective_rank(w0), "erank_dw": effective_rank(model.weight_rec.detach() - w0),
+        "effective_rank_init": float(rec.latest("effective_rank_init").sel(matrix="weight_rec")),
+        "delta_effective_rank": float(rec.latest("delta_effective_rank").sel(matrix="weight_rec")),
     }

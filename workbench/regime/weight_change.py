@@ -1,6 +1,8 @@
 """How far the weights moved from init: per-matrix relative change and total distance, with a log-fit.
 
-* ``relative_weight_change`` ``[matrix]`` = ‖W_t − W_0‖_F / ‖W_0‖_F against ``run.reference`` (W0).
+:class:`WeightChange` is the "what moved" probe (:class:`workbench.spectra.moved.MovedProbe`) logging the norms:
+
+* ``delta_rel_norm`` ``[matrix]`` = ‖W_t − W_0‖_F / ‖W_0‖_F against ``run.reference`` (W0).
   Rich learning gives large values, lazy learning values near 0.
 * ``distance_from_init`` = √Σ‖W_t − W_0‖²_F over the selected matrices, and
   ``relative_distance_from_init`` = that over √Σ‖W_0‖²_F.
@@ -17,46 +19,22 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import param
-import torch
 import xarray as xr
 
 from ..errors import ConfigError
-from ..matrices import weight_matrices
-from ..probes import PROBES, Probe
+from ..probes import PROBES
+from ..spectra.moved import MovedProbe
 
 
 @PROBES.register("weight_change", help="relative weight change per matrix and distance from init")
-class WeightChange(Probe):
-    """Relative change of each selected matrix against the run's reference snapshot W0."""
+class WeightChange(MovedProbe):
+    """``delta_rel_norm`` of each selected matrix against the run's reference snapshot W0, plus
+    ``distance_from_init`` and ``relative_distance_from_init`` over the selected matrices (norms only: no SVD)."""
 
-    include = param.String(default=None, allow_None=True, doc="Regex of canonical matrix names (None: all).")
-    exclude = param.String(default=None, allow_None=True, doc="Regex of canonical names to skip.")
-    embeddings = param.Boolean(default=True, doc="Include embedding tables.")
-
-    def setup(self, run) -> None:
-        names = list(weight_matrices(run.model, include=self.include, exclude=self.exclude, embeddings=self.embeddings))
-        if not names:
-            raise ConfigError(f"WeightChange: include={self.include!r} exclude={self.exclude!r} matches no weight matrix.")
-        self.names = names
-
-    @torch.no_grad()
-    def measure(self, run) -> dict:
-        if run.reference is None:
-            run.setup()
-        now = weight_matrices(run.model, include=self.include, exclude=self.exclude, embeddings=self.embeddings)
-        rel, d2, n2 = [], 0.0, 0.0
-        for name in self.names:
-            w0 = run.reference.get(name).to(now[name].device)
-            diff = float((now[name].float() - w0).norm()) ** 2
-            base = float(w0.norm()) ** 2
-            rel.append(math.sqrt(diff / base) if base > 0 else math.nan)
-            d2, n2 = d2 + diff, n2 + base
-        return {"relative_weight_change": xr.DataArray(np.asarray(rel), dims=["matrix"], coords={"matrix": self.names}),
-                "distance_from_init": math.sqrt(d2), "relative_distance_from_init": math.sqrt(d2 / n2) if n2 > 0 else math.nan}
+    def __init__(self, **params):
+        params.setdefault("variables", ["delta_rel_norm", "distance_from_init", "relative_distance_from_init"])
+        super().__init__(**params)
 
 
 def log_fit(record, var: str = "distance_from_init", min_step: int = 1) -> dict:

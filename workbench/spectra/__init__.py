@@ -9,7 +9,9 @@ Stable public API (notebooks and other packages import these names):
   ``model_spectra(top_k=...)`` uses);
 * :func:`intruder_dimensions`, :func:`find_intruders`, :func:`intruder_component`, :class:`BaseVectors` —
   intruder dimensions (Shuttleworth et al. 2024);
-* :func:`compare` / :func:`compare_matrices`, :func:`principal_angles` — two checkpoints;
+* :func:`what_moved` / :class:`MovedProbe` — W against W0 per matrix (norms, ranks of W and ΔW, intruders,
+  principal angles; the names of :mod:`workbench.vocabulary`): the one engine every lab calls;
+* :func:`compare` / :func:`compare_matrices`, :func:`principal_angles` — two checkpoints (``what_moved`` with everything);
 * :class:`SpectraProbe` — live tracking during a :class:`~workbench.Run`.
 
 All matrices come from :func:`workbench.matrices.weight_matrices` (canonical names, ``[out, in]``, GPT-2
@@ -26,10 +28,11 @@ from .core import (PowerLawFit, as_matrix, effective_rank, fit_power_law, model_
 from .topk import top_singular_values
 from .intruders import (BaseVectors, Intruders, find_intruders, intruder_component, intruder_dimensions,
                         intruder_profile, left_singular_vectors, max_abs_cos)
+from .moved import MovedProbe, what_moved
 from .compare import compare, compare_matrices, principal_angles
 from .probe import SpectraProbe
 
 __all__ = ["effective_rank", "stable_rank", "numerical_rank", "power_law_alpha", "singular_values", "fit_power_law",
            "PowerLawFit", "as_matrix", "model_spectra", "top_singular_values", "spectra_table", "intruder_dimensions", "find_intruders",
            "intruder_component", "intruder_profile", "Intruders", "BaseVectors", "left_singular_vectors", "max_abs_cos",
-           "compare", "compare_matrices", "principal_angles", "SpectraProbe"]
+           "compare", "compare_matrices", "principal_angles", "SpectraProbe", "what_moved", "MovedProbe"]

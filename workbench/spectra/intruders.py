@@ -121,18 +121,21 @@ def intruder_component(result: Intruders) -> torch.Tensor:
 
 
 class BaseVectors:
-    """Cache of the reference matrices' left singular vectors, computed once (batched by shape).
+    """Cache of the reference matrices' SVDs (left singular vectors U0 and values S0), computed once, batched by shape.
 
-    ``get(matrices)`` returns ``{name: U0}``; an entry is recomputed only when the reference tensor for its
-    name is a different object (a new Snapshot, or a replaced matrix) or has a different shape.
+    ``get(matrices)`` returns ``{name: U0}`` and ``svd(matrices)`` ``{name: (U0, S0)}``; an entry is recomputed
+    only when the reference tensor for its name is a different object (a new Snapshot, or a replaced matrix)
+    or is wanted on another device.
     """
 
     def __init__(self, device=None):
         self.device = torch.device(device) if device is not None else None
-        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # name → (reference tensor, U0)
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # name → (reference tensor, U0, S0)
+        self._norms: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # name → (reference tensor, ‖W0‖²_F)
         self.computed = 0  # how many base SVDs were run (tests check the cache works)
 
-    def get(self, reference: Mapping[str, torch.Tensor], names=None, device=None) -> dict[str, torch.Tensor]:
+    def svd(self, reference: Mapping[str, torch.Tensor], names=None, device=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """``{name: (U0 [m, r], S0 [r])}`` for ``names`` (default: all of ``reference``)."""
         names = list(reference) if names is None else list(names)
         dev = torch.device(device) if device is not None else self.device
         missing = [n for n in names
@@ -142,14 +145,26 @@ class BaseVectors:
             sub = {n: reference[n] for n in missing}
             for (_shape, _), group in group_by_shape(sub).items():
                 batch = stack(sub, group, dev)  # [b, m, n]
-                u = svd(batch)[0]  # [b, m, r]
+                u, s, _ = svd(batch)  # [b, m, r], [b, r]
                 for j, n in enumerate(group):
-                    self._cache[n] = (reference[n], u[j])
+                    self._cache[n] = (reference[n], u[j], s[j])
                 self.computed += len(group)
-        return {n: self._cache[n][1] for n in names}
+        return {n: self._cache[n][1:] for n in names}
+
+    def frobenius_sq(self, reference: Mapping[str, torch.Tensor], name: str, compute) -> torch.Tensor:
+        """‖W0‖²_F of ``reference[name]`` as ``compute(W0)`` gives it, kept until that tensor is replaced."""
+        hit = self._norms.get(name)
+        if hit is None or hit[0] is not reference[name]:
+            hit = self._norms[name] = (reference[name], compute(reference[name].float()))
+        return hit[1]
+
+    def get(self, reference: Mapping[str, torch.Tensor], names=None, device=None) -> dict[str, torch.Tensor]:
+        """``{name: U0}`` (the left singular vectors only)."""
+        return {n: u for n, (u, _) in self.svd(reference, names, device).items()}
 
     def clear(self) -> None:
         self._cache.clear()
+        self._norms.clear()
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -162,35 +177,13 @@ def intruder_profile(base: Mapping[str, torch.Tensor], tuned: Mapping[str, torch
 
     Returns a Dataset with ``intruders`` (``matrix``; int counts) and ``max_cos`` (``matrix``, ``rank``;
     NaN past a matrix's min(m, n)). Matrices are those named in both; shapes must match. Same-shaped
-    matrices share one SVD call; base vectors come from ``cache`` when given.
+    matrices share one SVD call; base vectors come from ``cache`` when given. This is
+    :func:`workbench.spectra.moved.what_moved` restricted to those two variables (one implementation).
     """
-    check_intruder_args(k, eps, method)
-    names = [n for n in tuned if n in base]
-    if not names:
-        raise ConfigError(f"No matrix names in common between base ({len(base)} matrices) and tuned "
-                          f"({len(tuned)}); compare the same architecture (PEFT wrappers are unwrapped automatically).")
-    for n in names:
-        _check_pair(base[n], tuned[n], n)
-    cache = cache or BaseVectors()
-    counts: dict[str, int] = {}
-    profile: dict[str, np.ndarray] = {}
-    sub = {n: tuned[n] for n in names}
-    with torch.no_grad():
-        for (_shape, _), group in group_by_shape(sub).items():
-            batch = stack(sub, group, device)  # [b, m, n]
-            u0 = cache.get(base, group, device=batch.device)
-            u, _, _ = tuned_top_k(batch, int(k), method, niter, oversample)  # [b, m, k]
-            m = max_abs_cos(u, torch.stack([u0[n] for n in group]))  # [b, k]
-            for j, n in enumerate(group):
-                counts[n] = int((m[j] < eps).sum())
-                profile[n] = m[j].double().cpu().numpy()
-    width = int(k)
-    prof = np.full((len(names), width), np.nan)
-    for i, n in enumerate(names):
-        prof[i, : len(profile[n])] = profile[n]
-    return xr.Dataset({"intruders": ("matrix", np.array([counts[n] for n in names], dtype=np.int64)),
-                       "max_cos": (("matrix", "rank"), prof)},
-                      coords={"matrix": names, "rank": np.arange(width)}, attrs={"k": int(k), "eps": float(eps)})
+    from .moved import what_moved
+
+    return what_moved(base, tuned, ("intruders", "max_cos"), k=k, eps=eps, method=method, cache=cache, device=device,
+                      niter=niter, oversample=oversample)
 
 
 def intruder_dimensions(base, tuned, k: int = 10, eps: float = 0.5, *, method: str = "exact", include=None,
