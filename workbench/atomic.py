@@ -85,7 +85,7 @@ def check_writable(path, what: str) -> None:
         fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         os.close(fd)
     except OSError as exc:
-        raise _save_error(exc, p, what) from None
+        raise _save_error(exc, p, what, before=True) from None
     finally:
         try:
             os.unlink(probe)
@@ -93,8 +93,11 @@ def check_writable(path, what: str) -> None:
             pass
 
 
-def _save_error(exc: OSError, target: Path, what: str) -> SaveError:
+def _save_error(exc: OSError, target: Path, what: str, before: bool = False) -> SaveError:
     problem, fix = _PROBLEMS.get(exc.errno, (exc.strerror or str(exc), "check the path and try again"))
+    if before:
+        return SaveError(f"Cannot write the {what} to {str(target)!r}: {problem}. Nothing was started; {fix}.",
+                         errno=exc.errno)
     return SaveError(f"Could not save the {what} to {str(target)!r}: {problem}. The previous {what} (if any) "
                      f"is unchanged; {fix}.", errno=exc.errno)
 

@@ -32,7 +32,7 @@ import numpy as np
 import xarray as xr
 
 from . import atomic
-from .errors import CorruptFileError, MissingPathError
+from .errors import ConfigError, CorruptFileError, MissingPathError
 
 SUFFIXES = (".nc", ".zarr")
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -126,13 +126,21 @@ def is_zarr_store(path: Path) -> bool:
 
 
 def check_path(path: str | os.PathLike) -> Path:
-    """Validate a record path before any work (extension, folder); raises with the fix."""
-    return atomic.check_target(path, "record", SUFFIXES)
+    """Validate a record path before any work: extension, folder, an existing target of the right kind,
+    write permission. Raises with the fix; writes nothing (a probe file is created and removed)."""
+    target = atomic.check_target(path, "record", SUFFIXES)
+    if target.exists():
+        zarr = target.suffix == ".zarr"
+        if target.is_dir() != zarr or not (is_zarr_store(target) if zarr else is_netcdf(target)):
+            raise ConfigError(f"Refusing to overwrite {str(target)!r}: it is not a workbench {target.suffix} record. "
+                              "Pick another name or move it away (nothing was changed).")
+    atomic.check_writable(target, "record")
+    return target
 
 
 def save(ds: xr.Dataset, path: str | os.PathLike, **attrs) -> Path:
     """Write ``ds`` (plus ``attrs``) atomically to ``path`` (``.nc`` or ``.zarr``)."""
-    path = check_path(path)
+    path = atomic.check_target(path, "record", SUFFIXES)
     ds = _prepare(annotate(ds, **attrs))
     if path.suffix == ".zarr":
         return atomic.write_dir(path, lambda tmp: ds.to_zarr(tmp, mode="w"), what="record", owns=is_zarr_store)
