@@ -102,13 +102,21 @@ def _save_error(exc: OSError, target: Path, what: str, before: bool = False) -> 
                      f"is unchanged; {fix}.", errno=exc.errno)
 
 
+_ERRNO_IN_TEXT = re.compile(r"\[Errno (\d+)\]|os error (\d+)|errno = (\d+)")
+
+
 def _os_error_in(exc: BaseException) -> OSError | None:
-    """The OSError behind ``exc`` (libraries wrap them), or None."""
+    """The OSError behind ``exc``, or None. Libraries wrap them: chained exceptions are followed, and
+    an errno quoted in the text (HDF5's ``errno = 28``, Rust's ``os error 28``) is recognised."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, OSError) and exc.errno in _PROBLEMS:
             return exc
+        match = _ERRNO_IN_TEXT.search(str(exc))
+        if match and int(next(g for g in match.groups() if g)) in _PROBLEMS:
+            code = int(next(g for g in match.groups() if g))
+            return OSError(code, os.strerror(code))
         exc = exc.__cause__ or exc.__context__
     return None
 
@@ -144,14 +152,20 @@ def _owner_alive(path: Path) -> bool:
     return True
 
 
-def _remove(path: Path) -> None:
-    try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink()
-    except OSError:
-        pass
+def _remove(path: Path, attempts: int = 20) -> None:
+    """Delete a temporary file or folder. A writer's background threads (zarr writes chunks
+    asynchronously) may still add files just after a failure, so a folder is retried briefly."""
+    for _ in range(attempts):
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink()
+        except OSError:
+            pass
+        if not os.path.lexists(path):
+            return
+        time.sleep(0.05)
 
 
 def recover(path) -> None:
