@@ -16,8 +16,8 @@ warning, and the run silently uses the default. Two guards stop such a run with 
   It reads the kernel's own input history: if papermill injected a cell, every name it assigns must be
   assigned in the ``parameters`` cell before it; otherwise :class:`~workbench.errors.ConfigError`.
   Outside papermill (JupyterLab) it does nothing.
-* **Before the kernel starts** — :func:`execute` checks the names against papermill's own inference
-  (:func:`papermill.inspect_notebook`) and then calls :func:`papermill.execute_notebook`.
+* **Before the kernel starts** — :func:`execute` checks the names against the notebook's
+  ``parameters`` cell and then calls :func:`papermill.execute_notebook`.
 
 >>> unknown_parameters({"steps": 5, "max_step": 1}, ["steps", "lr"])
 ['max_step']
@@ -49,17 +49,21 @@ def _error(unknown: list[str], declared: list[str], where: str) -> ConfigError:
 
 
 def declared_parameters(notebook_path) -> list[str]:
-    """The parameter names papermill infers from a notebook's ``parameters`` cell."""
-    import papermill as pm
+    """The names a notebook's ``parameters`` cell assigns (what papermill's ``--help-notebook`` lists)."""
+    import nbformat
 
-    if not os.path.exists(notebook_path):
+    if not os.path.isfile(notebook_path):
         raise MissingPathError(f"No notebook at {str(notebook_path)!r}. Pass the path of an .ipynb file.")
-    return list(pm.inspect_notebook(str(notebook_path)))
+    nb = nbformat.read(str(notebook_path), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            return _assigned(cell.source)
+    return []
 
 
 def execute(input_path, output_path, parameters: dict | None = None, **kwargs):
     """:func:`papermill.execute_notebook`, after refusing parameters the notebook does not declare."""
-    import papermill as pm
+    import papermill as pm  # noqa: F401 - fail here if papermill is missing, before reading the notebook
 
     parameters = dict(parameters or {})
     declared = declared_parameters(input_path)
