@@ -97,3 +97,24 @@ def test_signal_stops_a_cli_run_and_saves_record_and_checkpoint(tmp_path, signum
     assert meta(record)["status"] == "stopped" and int(record.attrs["global_step"]) >= 1
     assert state["global_step"] == int(record.attrs["global_step"])
     assert sorted(os.listdir(tmp_path)) == ["c.pt", "r.nc"]
+
+
+def test_an_interrupted_sweep_keeps_its_finished_configurations(tmp_path):
+    from workbench.record import open_record
+    from workbench.regime import sweep
+
+    calls = []
+
+    def trial(config):
+        calls.append(config["x"])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the third configuration
+        return {"y": config["x"] * 2.0}
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep({"x": [1, 2, 3, 4]}, trial, backend="serial", progress=False, out=tmp_path / "s.nc", save_every_s=1e9)
+    ds = open_record(tmp_path / "s.nc")
+    assert ds.status.values.tolist() == ["ok", "ok", "pending", "pending"]
+    assert ds.y.values[:2].tolist() == [2.0, 4.0]
+    full = sweep({"x": [1, 2]}, lambda c: {"y": 1.0}, backend="serial", progress=False, out=tmp_path / "s.nc")
+    assert open_record(tmp_path / "s.nc").status.values.tolist() == full.status.values.tolist() == ["ok", "ok"]
