@@ -15,7 +15,8 @@ replaces only an existing zarr store (never another folder). Other extensions ar
 >>> import xarray as xr, tempfile, os
 >>> ds = xr.Dataset({"loss": ("step", [2.0, 1.0])}, coords={"step": [1, 2]})
 >>> path = os.path.join(tempfile.mkdtemp(), "run.nc")
->>> _ = save(ds, path, config={"lr": 0.1})
+>>> save(ds, path, config={"lr": 0.1}).name
+'run.nc'
 >>> meta(open_record(path))["config"]
 {'lr': 0.1}
 """
