@@ -144,7 +144,7 @@ def save(ds: xr.Dataset, path: str | os.PathLike, **attrs) -> Path:
     path = atomic.check_target(path, "record", SUFFIXES)
     ds = _prepare(annotate(ds, **attrs))
     if path.suffix == ".zarr":
-        return atomic.write_dir(path, lambda tmp: ds.to_zarr(tmp, mode="w"), what="record", owns=is_zarr_store)
+        return atomic.write_dir(path, lambda tmp: ds.to_zarr(tmp, mode="w", consolidated=False), what="record", owns=is_zarr_store)
     data = ds.to_netcdf(engine="h5netcdf", invalid_netcdf=True)  # in memory: see the module docstring
     return atomic.write_bytes(path, data, what="record", owns=is_netcdf)
 
@@ -161,7 +161,7 @@ def open_record(path: str | os.PathLike) -> xr.Dataset:
         raise MissingPathError(f"No record at {str(path)!r}. Pass the path of a file written by save() or Run.save_record().")
     try:
         if path.suffix == ".zarr" or path.is_dir():
-            return xr.open_zarr(path).load()
+            return xr.open_zarr(path, consolidated=False).load()  # zarr 3 warns about consolidated metadata
         return xr.load_dataset(path, engine="h5netcdf")
     except Exception as exc:  # h5py / zarr raise many kinds for damaged files
         raise CorruptFileError(f"Could not read the record {str(path)!r}: the file is truncated, damaged or not a "
