@@ -2,6 +2,10 @@
 
     workbench train --preset gpt2-1m --data stories --steps 200 --out runs/run.nc [--checkpoint runs/ckpt.pt]
     workbench train --resume runs/ckpt.pt --steps 100 --out runs/run.nc
+
+Every path and value is checked before training starts; a mistake prints one line
+(``workbench: error: ...``, exit 2). Ctrl-C or SIGTERM during training stops at the next step boundary
+and saves the record and checkpoint it was asked for (exit 130 / 143); a second Ctrl-C quits at once.
     workbench serve [--address 127.0.0.1] [--port 5006] [--max-running 2]
     workbench presets | datasets
 """
@@ -10,25 +14,113 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import socket
 import sys
 from pathlib import Path
 
-from .errors import WorkbenchError
+from .errors import ConfigError, WorkbenchError, explain, user_errors
+
+EXIT_ERROR = 2
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def _parse_set(items) -> dict:
+    params = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects NAME=VALUE, got {item!r}; e.g. --set warmup_steps=10.")
+        key, value = item.split("=", 1)
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _data_options(text: str | None) -> dict:
+    if not text:
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--data-options is not valid JSON ({exc.msg} at character {exc.pos}): pass a JSON object "
+                          "in single quotes, e.g. --data-options '{\"n_docs\": 500}'.") from None
+    if not isinstance(options, dict):
+        raise ConfigError(f"--data-options must be a JSON object like '{{\"n_docs\": 500}}', got {text!r}.")
+    return options
+
+
+def check_outputs(out: str | None, checkpoint: str | None) -> None:
+    """Validate the output paths before any training: folder exists, writable, right kind, not a clash."""
+    from . import atomic, record
+
+    if out is not None:
+        record.check_path(out)
+    if checkpoint is not None:
+        target = atomic.check_target(checkpoint, "checkpoint")
+        if target.is_dir():
+            raise ConfigError(f"--checkpoint {checkpoint!r} is a folder: pass a file name inside it, e.g. "
+                              f"{str(target / 'ckpt.pt')!r}.")
+        atomic.check_writable(target, "checkpoint")
+    if out is not None and checkpoint is not None and Path(out).resolve() == Path(checkpoint).resolve():
+        raise ConfigError(f"--out and --checkpoint are the same path {out!r}: give them different names.")
+
+
+class _StopOnSignal:
+    """While training: the first SIGINT/SIGTERM asks the run to stop at the next step boundary (so what
+    it has is saved); a second one interrupts at once. The handler only sets a flag: the stop request
+    itself is made by the training loop's own ``after_step`` callback, never from inside a signal."""
+
+    def __init__(self, run):
+        self.run = run
+        self.signum: int | None = None
+        self._previous = {}
+
+    def _handler(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\nworkbench: {signal.Signals(signum).name} received: stopping at the next step boundary and saving "
+              "(press Ctrl-C again to quit without saving).", file=sys.stderr, flush=True)
+
+    def _after_step(self, run, **_):
+        if self.signum is not None:
+            run.stop(wait=False)
+
+    def __enter__(self):
+        self.run.add_callback("after_step", self._after_step, name="cli-stop-on-signal")
+        for sig in EXIT_SIGNAL:
+            self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self.run.callbacks.remove("cli-stop-on-signal")
+        return False
+
+
+def _save_outputs(run, args, checkpoint: bool = True) -> list[str]:
+    saved = []
+    if args.checkpoint and checkpoint:
+        run.save_checkpoint(args.checkpoint)
+        saved.append(f"checkpoint {args.checkpoint}")
+    if args.out:
+        run.save_record(args.out)
+        saved.append(f"record {args.out}")
+    return saved
 
 
 def _train(args) -> int:
     from . import data as data_mod
     from .run import Run
 
-    params = {}
-    for item in args.set or []:
-        if "=" not in item:
-            raise WorkbenchError(f"--set expects NAME=VALUE, got {item!r}.")
-        key, value = item.split("=", 1)
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
+    # everything a person can get wrong is checked here, before any data is loaded or step is taken
+    if args.steps is not None and args.steps < 1:
+        raise ConfigError(f"--steps must be ≥ 1, got {args.steps}; leave it out to train up to max_steps.")
+    check_outputs(args.out, args.checkpoint)
+    params = _parse_set(args.set)
     for name in ("lr", "batch_size", "seed", "device", "optimizer", "schedule", "log_every"):
         value = getattr(args, name)
         if value is not None:
@@ -36,30 +128,82 @@ def _train(args) -> int:
     unknown = [k for k in params if k not in Run.param or k in Run.STATE_PARAMS]
     if unknown:
         editable = sorted(k for k in Run.param if k not in Run.STATE_PARAMS)
-        raise WorkbenchError(f"Unknown run parameter(s) {unknown}; settable: {', '.join(editable)}.")
-    if args.resume:
-        run = Run.resume(args.resume, **params)
-    else:
-        options = json.loads(args.data_options) if args.data_options else {}
-        dataset = data_mod.load(args.data, **options)
-        run = Run(args.preset, dataset, **params)
-    if args.steps is not None and not args.resume:
-        run.max_steps = max(run.max_steps, run.global_step + args.steps)
-    steps = args.steps if args.steps is not None else max(0, run.max_steps - run.global_step)
-    if run.global_step + steps > run.max_steps:
-        run.max_steps = run.global_step + steps
-    run.run(steps, progress=not args.quiet)
-    if args.checkpoint:
-        run.save_checkpoint(args.checkpoint)
-        print(f"checkpoint: {args.checkpoint}")
-    if args.out:
-        run.save_record(args.out)
-        print(f"record: {args.out}")
+        raise ConfigError(f"Unknown run parameter(s) {unknown}; settable: {', '.join(editable)}.")
+    options = _data_options(args.data_options)
+    with user_errors():
+        if args.resume:
+            if options:
+                raise ConfigError("--data-options cannot change the data of a resumed run; leave it out with --resume.")
+            run = Run.resume(args.resume, **params)
+        else:
+            dataset = data_mod.load(args.data, **options)
+            run = Run(args.preset, dataset, **params)
+        steps = args.steps if args.steps is not None else run.max_steps - run.global_step
+        if steps < 1:
+            raise ConfigError(f"Nothing to train: the run is at step {run.global_step} of max_steps {run.max_steps}. "
+                              "Pass --steps N to train N more steps.")
+        if run.global_step + steps > run.max_steps:
+            run.max_steps = run.global_step + steps
+
+    guard = _StopOnSignal(run)
+    with guard:  # stays on while saving: a first signal then lets the save finish
+        try:
+            run.run(steps, progress=not args.quiet)
+        except KeyboardInterrupt:
+            print("workbench: interrupted twice: quit without saving.", file=sys.stderr)
+            return EXIT_SIGNAL[signal.SIGINT]
+        except BaseException:
+            # a failed run (diverged, or a bug) still leaves its record: what it learned up to the failure
+            if args.out:
+                try:
+                    run.save_record(args.out)
+                    print(f"workbench: the run failed at step {run.global_step}; its record up to there is saved "
+                          f"to {args.out}.", file=sys.stderr)
+                except Exception as exc:  # the original failure matters more
+                    print(f"workbench: could not save the record either: {explain(exc) or exc}", file=sys.stderr)
+            raise
+        try:
+            saved = _save_outputs(run, args)
+        except KeyboardInterrupt:
+            print("workbench: interrupted twice while saving: quit; files already there are intact.", file=sys.stderr)
+            return EXIT_SIGNAL[signal.SIGINT]
+    if guard.signum is not None:
+        name = signal.Signals(guard.signum).name
+        what = " and ".join(saved) if saved else "nothing (no --out or --checkpoint given)"
+        print(f"workbench: stopped by {name} at step {run.global_step}; saved {what}."
+              + (f" Continue with: workbench train --resume {args.checkpoint}" if args.checkpoint else ""),
+              file=sys.stderr)
+        return EXIT_SIGNAL[guard.signum]
+    for item in saved:
+        print(item.replace(" ", ": ", 1))
     print(f"step {run.global_step}  loss {run.loss:.4f}  status {run.status}")
     return 0
 
 
+def check_serve(address: str, port: int, max_running: int) -> None:
+    """Validate ``serve`` arguments before importing the view layer: a usable address, a free port."""
+    if max_running < 1:
+        raise ConfigError(f"--max-running must be ≥ 1, got {max_running}.")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535, got {port}; e.g. --port 5006.")
+    if not address.strip():
+        raise ConfigError("--address is empty: pass a local address such as 127.0.0.1.")
+    try:
+        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--address {address!r} is not an address of this machine ({exc.strerror}); "
+                          "use 127.0.0.1 (or 0.0.0.0 to listen on every interface).") from None
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        try:
+            sock.bind(sockaddr)
+        except OSError as exc:
+            raise ConfigError(f"Cannot listen on {address}:{port}: {exc.strerror}. Pick another --port (or an address "
+                              "this machine has).") from None
+
+
 def _serve(args) -> int:
+    check_serve(args.address, args.port, args.max_running)
     try:
         from widgets.serve import serve
     except ImportError as exc:
@@ -108,15 +252,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; a user error prints one line (``workbench: error: ...``) and exits 2, never a
+    traceback. Only a bug in the workbench shows a traceback."""
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except WorkbenchError as exc:
-        print(f"workbench: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("workbench: interrupted", file=sys.stderr)
-        return 130
+        print("workbench: interrupted before training started; nothing was saved.", file=sys.stderr)
+        return EXIT_SIGNAL[signal.SIGINT]
+    except Exception as exc:
+        message = explain(exc)
+        if message is None:
+            raise
+        print(f"workbench: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

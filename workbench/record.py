@@ -5,9 +5,12 @@ A record's attributes carry who made it: ``run_id``, ``parent`` (lineage), ``sta
 ``seed``, ``status`` (``ok``, ``stopped``, ``diverged``…), ``versions`` (JSON) and ``created``.
 netCDF attributes must be plain, so dicts are stored as JSON strings; :func:`meta` decodes them.
 
-Files are written atomically: to a temporary file beside the target, then ``os.replace`` — a crash
-never leaves a half-written record under the real name. ``.nc`` files use netCDF4/HDF5 (h5netcdf);
-a path ending in ``.zarr`` is written as a zarr store.
+Files are written atomically (:mod:`workbench.atomic`): beside the target, fsynced, renamed into place —
+a crash never leaves a half-written record under the real name, and a failed save (disk full, read-only)
+raises :class:`~workbench.errors.SaveError` and leaves the previous record intact. ``.nc`` files use
+netCDF4/HDF5 (h5netcdf) and are built in memory first: HDF5 crashes the process when it flushes onto a
+full disk, Python's own file writes do not. A path ending in ``.zarr`` is written as a zarr store, which
+replaces only an existing zarr store (never another folder). Other extensions are refused.
 
 >>> import xarray as xr, tempfile, os
 >>> ds = xr.Dataset({"loss": ("step", [2.0, 1.0])}, coords={"step": [1, 2]})
@@ -23,16 +26,19 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import shutil
-import tempfile
 import uuid
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from .errors import CorruptFileError, MissingPathError
+from . import atomic
+from .errors import ConfigError, CorruptFileError, MissingPathError
 from .vocabulary import upgrade
+
+SUFFIXES = (".nc", ".zarr")
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_ZARR_META = {"zarr.json", ".zgroup", ".zattrs", ".zmetadata"}
 
 JSON_ATTRS = ("config", "model", "data", "versions", "extra")
 
@@ -101,32 +107,47 @@ def _prepare(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+def is_netcdf(path: Path) -> bool:
+    """True for an (HDF5 or classic) netCDF file, or an empty file: what a record save may replace."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    return head == b"" or head == _HDF5_MAGIC or head[:3] == b"CDF"
+
+
+def is_zarr_store(path: Path) -> bool:
+    """True for a folder holding only a zarr store (so replacing it deletes nothing else)."""
+    entries = list(path.iterdir())
+    if not any(e.name in (".zgroup", "zarr.json") for e in entries):
+        return False
+    for e in entries:
+        if e.name in _ZARR_META:
+            continue
+        if not (e.is_dir() and ((e / "zarr.json").exists() or (e / ".zarray").exists())):
+            return False
+    return True
+
+
+def check_path(path: str | os.PathLike) -> Path:
+    """Validate a record path before any work: extension, folder, an existing target of the right kind,
+    write permission. Raises with the fix; writes nothing (a probe file is created and removed)."""
+    target = atomic.check_target(path, "record", SUFFIXES)
+    if target.exists():
+        zarr = target.suffix == ".zarr"
+        if target.is_dir() != zarr or not (is_zarr_store(target) if zarr else is_netcdf(target)):
+            raise ConfigError(f"Refusing to overwrite {str(target)!r}: it is not a workbench {target.suffix} record. "
+                              "Pick another name or move it away (nothing was changed).")
+    atomic.check_writable(target, "record")
+    return target
+
+
 def save(ds: xr.Dataset, path: str | os.PathLike, **attrs) -> Path:
     """Write ``ds`` (plus ``attrs``) atomically to ``path`` (``.nc`` or ``.zarr``)."""
-    path = Path(path)
-    if not path.parent.exists():
-        raise MissingPathError(f"Cannot save the record to {str(path)!r}: the folder {str(path.parent)!r} does not exist. Create it first.")
+    path = atomic.check_target(path, "record", SUFFIXES)
     ds = _prepare(annotate(ds, **attrs))
     if path.suffix == ".zarr":
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            ds.to_zarr(tmp, mode="w")
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return path
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp_name, engine="h5netcdf", invalid_netcdf=True)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-    return path
+        return atomic.write_dir(path, lambda tmp: ds.to_zarr(tmp, mode="w", consolidated=False), what="record", owns=is_zarr_store)
+    data = ds.to_netcdf(engine="h5netcdf", invalid_netcdf=True)  # in memory: see the module docstring
+    return atomic.write_bytes(path, data, what="record", owns=is_netcdf)
 
 
 def open_record(path: str | os.PathLike) -> xr.Dataset:
@@ -136,11 +157,12 @@ def open_record(path: str | os.PathLike) -> xr.Dataset:
     non-record file, naming the path.
     """
     path = Path(path)
+    atomic.recover(path)
     if not path.exists():
         raise MissingPathError(f"No record at {str(path)!r}. Pass the path of a file written by save() or Run.save_record().")
     try:
         if path.suffix == ".zarr" or path.is_dir():
-            return upgrade(xr.open_zarr(path).load())
+            return upgrade(xr.open_zarr(path, consolidated=False).load())  # zarr 3 warns about consolidated metadata
         return upgrade(xr.load_dataset(path, engine="h5netcdf"))
     except Exception as exc:  # h5py / zarr raise many kinds for damaged files
         raise CorruptFileError(f"Could not read the record {str(path)!r}: the file is truncated, damaged or not a "

@@ -318,3 +318,18 @@ def test_registry_and_reexports():
     from workbench.data.base import Dataset, Split, to_device
 
     assert data.Split is Split and data.Dataset is Dataset and data.to_device is to_device
+
+
+def test_seeds_that_differ_by_2_to_the_32_give_different_data():
+    from workbench.data.base import Split, _epoch_order, seed_words
+
+    split = Split({"x": torch.arange(1000)})
+    a = split.indices_at(0, 64, seed=5)
+    assert not np.array_equal(a, split.indices_at(0, 64, seed=5 + 2**32))
+    assert not np.array_equal(a, split.indices_at(0, 64, seed=5 - 2**32))
+    assert not np.array_equal(split.indices_at(0, 64, seed=-1), split.indices_at(0, 64, seed=2**32 - 1))
+    # seeds in [0, 2**32) keep the data they always had (the seed list numpy saw before the fix)
+    for seed in (0, 7, 2**31 + 3, 2**32 - 1):
+        want = np.random.default_rng([seed & 0xFFFFFFFF, 2]).permutation(1000)
+        assert np.array_equal(_epoch_order(1000, seed, 2), want)
+    assert len({tuple(seed_words(s)) for s in (1, 1 + 2**32, 1 - 2**32, -1, 2**64 + 1)}) == 5

@@ -48,3 +48,38 @@ def test_conv1d_is_transposed_to_out_in():
     mats = weight_matrices(gpt2)
     assert mats["transformer.h.0.attn.c_attn.weight"].shape == (3 * 128, 128)  # [out, in]
     assert mats["transformer.h.0.mlp.c_fc.weight"].shape == (512, 128)
+
+
+def test_overrides_are_validated_against_the_config_class():
+    import pytest
+
+    from workbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"did you mean 'n_layer'\?.*Valid keys: .*n_embd"):
+        models.build("gpt2-1m", n_layers=2)
+    assert models.build("gpt2-1m", n_layer=2).config.n_layer == 2
+    assert models.build("gpt2-1m", hidden_size=64).config.n_embd == 64  # HF aliases count
+    assert models.build("llama-1m", num_hidden_layers=2).config.num_hidden_layers == 2
+
+
+def test_save_replaces_a_saved_model_atomically_and_nothing_else(tmp_path):
+    import os
+    import stat
+
+    import pytest
+
+    from workbench.errors import ConfigError
+
+    small = dict(n_layer=1, n_embd=16, n_head=2, vocab_size=64)
+    a, b = models.build("gpt2-1m", seed=1, **small), models.build("gpt2-1m", seed=2, **small)
+    models.save(a, tmp_path / "m", run_id="first")
+    models.save(b, tmp_path / "m", run_id="second")
+    again = models.load(tmp_path / "m")
+    assert again.workbench_origin["run_id"] == "second"
+    assert torch.equal(again.transformer.wte.weight, b.transformer.wte.weight)
+    assert sorted(os.listdir(tmp_path)) == ["m"]  # the old copy is gone, no temporaries
+    assert stat.S_IMODE(os.stat(tmp_path / "m" / "config.json").st_mode) & 0o044 == 0o044  # not 0600
+    (tmp_path / "m" / "runs").mkdir()  # someone's folder inside: a save would delete it
+    with pytest.raises(ConfigError, match="Refusing to overwrite"):
+        models.save(a, tmp_path / "m")
+    assert (tmp_path / "m" / "runs").is_dir()

@@ -23,9 +23,31 @@ from ..errors import ConfigError
 Batch = dict[str, torch.Tensor]
 
 
+def seed_words(seed: int) -> list[int]:
+    """``seed`` as 32-bit words for ``numpy.random.SeedSequence``, one-to-one over all integers.
+
+    Seeds in ``[0, 2**32)`` are one word (unchanged since the first release, so their data is too);
+    any other seed — negative or ≥ 2**32 — adds its magnitude's higher words and its sign, so seeds that
+    differ by 2**32 give different data.
+
+    >>> seed_words(7), seed_words(7 + 2**32) != seed_words(7)
+    ([7], True)
+    """
+    seed = int(seed)
+    if 0 <= seed < 2**32:
+        return [seed]
+    mag = abs(seed)
+    words = []
+    while mag:
+        words.append(mag & 0xFFFFFFFF)
+        mag >>= 32
+    return [seed & 0xFFFFFFFF, *words, int(seed < 0), len(words)]
+
+
 def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     """The permutation of ``range(n)`` used in ``epoch``: seeded by both, independent of history."""
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch)]).permutation(n)
+    words = seed_words(seed)
+    return np.random.default_rng([words[0], int(epoch), *words[1:]]).permutation(n)
 
 
 class Split:

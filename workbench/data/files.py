@@ -69,7 +69,8 @@ def from_text_file(path, tokenizer=None, block_size: int = 64, val_fraction: flo
     try:
         raw = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{str(p)!r} is not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8.") from None
+        raise ConfigError(f"{str(p)!r} is not UTF-8 text ({e.reason} at byte {e.start}); it is probably Latin-1 or "
+                          f"cp1252: convert it to UTF-8 (e.g. iconv -f latin1 -t utf-8 in.txt > out.txt).") from None
     docs = [d.strip() for d in re.split(r"\n[ \t\r\f\v]*\n", raw) if d.strip()]
     if not docs:
         raise ConfigError(f"Text file {str(p)!r} is empty (no non-blank text); put documents in it, separated by blank lines.")
@@ -92,23 +93,28 @@ def from_jsonl(path, field: str = "text", tokenizer=None, block_size: int = 64, 
     docs: list[str] = []
     seen: dict[str, None] = {}
     n_rows = skipped = 0
-    with p.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{str(p)!r} line {lineno} is not valid JSON ({e.msg}); each line must be one JSON object.") from None
-            if not isinstance(row, dict):
-                raise ConfigError(f"{str(p)!r} line {lineno} is a JSON {type(row).__name__}, not an object like {{\"{field}\": \"...\"}}.")
-            n_rows += 1
-            seen.update(dict.fromkeys(row))
-            value = row.get(field)
-            if isinstance(value, str) and value.strip():
-                docs.append(value.strip())
-            else:
-                skipped += 1
+    try:
+        raw = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line_no = p.read_bytes()[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{str(p)!r} is not UTF-8 text ({e.reason} at byte {e.start}, line {line_no}); it is probably "
+                          f"Latin-1 or cp1252: convert it to UTF-8 (e.g. iconv -f latin1 -t utf-8 in.jsonl > out.jsonl).") from None
+    for lineno, line in enumerate(raw.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{str(p)!r} line {lineno} is not valid JSON ({e.msg}); each line must be one JSON object.") from None
+        if not isinstance(row, dict):
+            raise ConfigError(f"{str(p)!r} line {lineno} is a JSON {type(row).__name__}, not an object like {{\"{field}\": \"...\"}}.")
+        n_rows += 1
+        seen.update(dict.fromkeys(row))
+        value = row.get(field)
+        if isinstance(value, str) and value.strip():
+            docs.append(value.strip())
+        else:
+            skipped += 1
     if n_rows == 0:
         raise ConfigError(f"JSONL file {str(p)!r} is empty (no rows); put one JSON object per line, e.g. {{\"{field}\": \"...\"}}.")
     if not docs:

@@ -1,21 +1,22 @@
 """Load and save Hugging Face causal LMs: local directories offline, hub ids when online.
 
 ``save(model, dir)`` writes ``save_pretrained`` output (plus the tokenizer, if given, and a small
-``workbench.json`` with the model's origin and run lineage) into a temporary sibling folder and renames
-it into place, so a crash never leaves a half-written model. ``load(dir)`` reads it back.
+``workbench.json`` with the model's origin and run lineage) into a temporary sibling folder and swaps it
+into place (:mod:`workbench.atomic`), so a crash never leaves a half-written model and never loses the
+previous one; an existing folder is replaced only if it is a saved model (``config.json``, no subfolders).
+``load(dir)`` reads it back; a damaged folder raises :class:`~workbench.errors.CorruptFileError`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError, MissingPathError
+from .. import atomic
+from ..errors import ConfigError, CorruptFileError, MissingPathError
 
 ORIGIN_FILE = "workbench.json"
 
@@ -55,16 +56,22 @@ def load(id_or_path: str, dtype: torch.dtype | str | None = None, device: str | 
     kw = dict(kwargs)
     if dtype is not None:
         kw["dtype"] = dtype
+    atomic.recover(path)
     if path.is_dir():
         if not (path / "config.json").exists():
             raise MissingPathError(f"{str(path)!r} is a folder but has no config.json: it is not a saved model. "
                                    "Pass a folder written by models.save() or save_pretrained().")
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, **kw)
-        origin = {"path": str(path.resolve())}
-        meta = path / ORIGIN_FILE
-        if meta.exists():
-            origin.update(json.loads(meta.read_text()))
-            origin["path"] = str(path.resolve())
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, **kw)
+            origin = {"path": str(path.resolve())}
+            meta = path / ORIGIN_FILE
+            if meta.exists():
+                origin.update(json.loads(meta.read_text()))
+                origin["path"] = str(path.resolve())
+        except Exception as exc:  # transformers, safetensors and json raise many kinds for damaged files
+            raise CorruptFileError(f"Could not load the model folder {str(path)!r}: it is damaged or incomplete "
+                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}). "
+                                   "Save it again with models.save() or restore it from a copy.") from None
     else:
         name = str(id_or_path)
         if _looks_like_path(name) or path.suffix:
@@ -95,19 +102,23 @@ def load(id_or_path: str, dtype: torch.dtype | str | None = None, device: str | 
     return model
 
 
+def is_model_folder(path: Path) -> bool:
+    """True for a folder that holds one saved model (``config.json``, files only): what save may replace."""
+    entries = list(Path(path).iterdir())
+    return any(e.name == "config.json" for e in entries) and all(e.is_file() for e in entries)
+
+
 def save(model: torch.nn.Module, directory: str | os.PathLike, tokenizer=None, run_id: str | None = None) -> Path:
-    """Save ``model`` (and ``tokenizer``) so that :func:`load` reads it back; atomic folder rename."""
-    directory = Path(directory)
-    if not directory.parent.exists():
-        raise MissingPathError(f"Cannot save into {str(directory)!r}: the folder {str(directory.parent)!r} does not exist.")
+    """Save ``model`` (and ``tokenizer``) so that :func:`load` reads it back; atomic folder swap."""
+    directory = atomic.check_target(directory, "model folder")
     if not hasattr(model, "save_pretrained"):
         raise ConfigError(f"models.save needs a Hugging Face model (with save_pretrained); got {type(model).__name__}. "
                           "Use torch.save(model.state_dict(), path) for plain modules.")
     if hasattr(model, "peft_config"):
         raise ConfigError("This is a PEFT model: merge it first (finetune.merged(...)) or save the adapter with "
                           "model.save_pretrained(dir).")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
@@ -115,10 +126,5 @@ def save(model: torch.nn.Module, directory: str | os.PathLike, tokenizer=None, r
         if run_id:
             origin["run_id"] = run_id
         (tmp / ORIGIN_FILE).write_text(json.dumps(origin, default=str, indent=1))
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return directory
+
+    return atomic.write_dir(directory, write, what="model folder", owns=is_model_folder)

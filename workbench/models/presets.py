@@ -17,8 +17,11 @@ rebuild it (records and checkpoints use it).
 
 from __future__ import annotations
 
+import difflib
+import inspect
+
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PretrainedConfig
 
 from ..errors import ConfigError
 from ..registry import Registry
@@ -34,6 +37,7 @@ def _gpt2(n_layer, n_embd, n_head, n_positions):
                    bos_token_id=bos, eos_token_id=eos, pad_token_id=pad, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
         cfg.update(overrides)
         return GPT2LMHeadModel(GPT2Config(**cfg))
+    build.config_class = GPT2Config
     return build
 
 
@@ -44,6 +48,7 @@ def _llama(n_layer, hidden, heads, intermediate, ctx):
                    bos_token_id=bos, eos_token_id=eos, pad_token_id=pad, tie_word_embeddings=False)
         cfg.update(overrides)
         return LlamaForCausalLM(LlamaConfig(**cfg))
+    build.config_class = LlamaConfig
     return build
 
 
@@ -53,6 +58,30 @@ PRESETS.register("llama-1m", _llama(4, 128, 4, 344, 128), help="Llama-style, ~0.
 PRESETS.register("llama-10m", _llama(12, 256, 8, 688, 256), help="Llama-style, ~9.6M params", family="llama")
 PRESETS.register("gpt2-small", _gpt2(12, 768, 12, 1024), help="GPT-2 small shape (124M), for benchmarks", family="gpt2",
                  vocab_size=50257)
+
+
+def config_keys(preset: str) -> tuple[list[str], list[str]]:
+    """The config fields an override may set for ``preset``: (its model's own fields and aliases, the
+    fields every Hugging Face config has)."""
+    config_class = PRESETS.entry(preset).obj.config_class
+    common = set(PretrainedConfig().to_dict()) | set(inspect.signature(PretrainedConfig.__init__).parameters)
+    own = [k for k in inspect.signature(config_class.__init__).parameters if k not in common | {"self", "kwargs"}]
+    own += [k for k in getattr(config_class, "attribute_map", {}) if k not in own]
+    return own, sorted(common - {"self", "kwargs"})
+
+
+def check_overrides(preset: str, overrides: dict) -> None:
+    """Refuse override names that the preset's config class does not have (a typo would be ignored)."""
+    own, common = config_keys(preset)
+    unknown = [k for k in overrides if k not in own and k not in common]
+    if not unknown:
+        return
+    hints = [f"{k!r} → did you mean {difflib.get_close_matches(k, own + common, n=1)[0]!r}?"
+             for k in unknown if difflib.get_close_matches(k, own + common, n=1)]
+    config_class = PRESETS.entry(preset).obj.config_class.__name__
+    raise ConfigError(f"Unknown config override(s) {unknown} for preset {preset!r} ({config_class}). "
+                      + (" ".join(hints) + " " if hints else "")
+                      + f"Valid keys: {', '.join(own)} (or any common Hugging Face config field).")
 
 
 def build(preset: str, data=None, vocab_size: int | None = None, seed: int = 0, dtype: torch.dtype | None = None,
@@ -67,6 +96,7 @@ def build(preset: str, data=None, vocab_size: int | None = None, seed: int = 0, 
     **overrides : any config field of the underlying HF config (``n_layer=2``, ``hidden_size=64`` …).
     """
     entry = PRESETS.entry(preset)
+    check_overrides(preset, overrides)
     tok = getattr(data, "tokenizer", None)
     vocab = vocab_size or (len(tok) if tok is not None else entry.meta.get("vocab_size", DEFAULT_VOCAB))
     if vocab < 2:

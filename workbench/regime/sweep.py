@@ -11,7 +11,10 @@ Backends: ``"serial"`` (in this process), ``"processes"`` (a spawn-context proce
 to connect to with a short timeout, or — by default — a fresh ``LocalCluster`` of ``n_workers``
 processes that is closed afterwards). Each configuration is ``{**fixed, **grid point}``; a failing one is
 recorded (``status = "error"``, ``error`` = the exception text, metrics NaN) and never stops the sweep.
-A progress bar (tqdm) counts finished configurations.
+A progress bar (tqdm) counts finished configurations. With ``out=`` (``.nc``/``.zarr``) the results so
+far are saved atomically (:func:`workbench.record.save`) at most every ``save_every_s`` seconds, at the
+end, and when the sweep is interrupted or fails — so a crash or Ctrl-C keeps every finished
+configuration; unfinished ones are marked ``status = "pending"``. ``out`` is checked before any trial runs.
 """
 
 from __future__ import annotations
@@ -86,7 +89,8 @@ def _connect(address: str, timeout: float):
 
 def sweep(grid: dict, fn: Callable | None = None, fixed: dict | None = None, backend: str = "dask", client=None,
           address: str | None = None, n_workers: int = 2, threads_per_worker: int = 1, processes: bool = True,
-          connect_timeout: float = 5.0, progress: bool = True) -> xr.Dataset:
+          connect_timeout: float = 5.0, progress: bool = True, out: str | None = None,
+          save_every_s: float = 30.0) -> xr.Dataset:
     """Run ``fn({**fixed, **point})`` for every point of ``grid`` and collect one Dataset.
 
     Parameters
@@ -98,6 +102,7 @@ def sweep(grid: dict, fn: Callable | None = None, fixed: dict | None = None, bac
     client, address : an existing ``distributed.Client`` or a scheduler address (fails fast after
         ``connect_timeout`` seconds when unreachable); neither → a ``LocalCluster(n_workers,
         threads_per_worker, processes)`` started and closed here.
+    out : save the results here as they come in (see the module docstring); ``save_every_s`` throttles.
 
     Returns
     -------
@@ -119,15 +124,29 @@ def sweep(grid: dict, fn: Callable | None = None, fixed: dict | None = None, bac
     overlap = sorted(set(fixed) & set(dims))
     if overlap:
         raise ConfigError(f"{overlap} appear both in the grid and in fixed=; keep each setting in one place.")
+    if out is not None:
+        from ..record import check_path
+
+        check_path(out)
     configs = [{**fixed, **p} for _, p in points]
     bar = tqdm(total=len(points), desc="sweep", disable=not progress, leave=False)
     results: list[dict | None] = [None] * len(points)
     t0 = time.perf_counter()
+    fn_name = getattr(fn, "__qualname__", repr(fn))
+    last_save = [t0]
+
+    def done(i: int, result: dict) -> None:
+        results[i] = result
+        bar.update(1)
+        if out is not None and time.perf_counter() - last_save[0] >= save_every_s:
+            _save(out, _assemble(grid, dims, points, results, fixed, backend, time.perf_counter() - t0, fn_name))
+            last_save[0] = time.perf_counter()
+
+    finished = False
     try:
         if backend == "serial":
             for i, cfg in enumerate(configs):
-                results[i] = _safe_call(fn, cfg)
-                bar.update(1)
+                done(i, _safe_call(fn, cfg))
         elif backend == "processes":
             import multiprocessing as mp
 
@@ -135,14 +154,27 @@ def sweep(grid: dict, fn: Callable | None = None, fixed: dict | None = None, bac
                                      initializer=_init_worker, initargs=(threads_per_worker,)) as pool:
                 futures = {pool.submit(_safe_call, fn, cfg): i for i, cfg in enumerate(configs)}
                 for fut in as_completed(futures):
-                    results[futures[fut]] = fut.result()
-                    bar.update(1)
+                    done(futures[fut], fut.result())
         else:
-            results = _run_dask(fn, configs, client, address, n_workers, threads_per_worker, processes, connect_timeout, bar)
+            _run_dask(fn, configs, client, address, n_workers, threads_per_worker, processes, connect_timeout, done)
+        finished = True
     finally:
         bar.close()
-    elapsed = time.perf_counter() - t0
-    return _assemble(grid, dims, points, results, fixed, backend, elapsed, getattr(fn, "__qualname__", repr(fn)))
+        if out is not None and not finished and any(r is not None for r in results):
+            try:  # keep what finished; never mask the exception that stopped the sweep
+                _save(out, _assemble(grid, dims, points, results, fixed, backend, time.perf_counter() - t0, fn_name))
+            except Exception:  # noqa: BLE001
+                pass
+    ds = _assemble(grid, dims, points, results, fixed, backend, time.perf_counter() - t0, fn_name)
+    if out is not None:
+        _save(out, ds)
+    return ds
+
+
+def _save(out, ds: xr.Dataset) -> None:
+    from ..record import save
+
+    save(ds, out, stage="sweep")
 
 
 # Dask settings for torch trials. The nanny exports MALLOC_TRIM_THRESHOLD_=65536 to workers by default: glibc then
@@ -163,7 +195,7 @@ def local_cluster(n_workers: int = 2, threads_per_worker: int = 1, processes: bo
                             dashboard_address=kwargs.pop("dashboard_address", None), **kwargs)
 
 
-def _run_dask(fn, configs, client, address, n_workers, threads_per_worker, processes, timeout, bar) -> list[dict]:
+def _run_dask(fn, configs, client, address, n_workers, threads_per_worker, processes, timeout, done) -> None:
     from distributed import Client, LocalCluster, as_completed as dask_completed
 
     own_cluster = own_client = None
@@ -178,15 +210,12 @@ def _run_dask(fn, configs, client, address, n_workers, threads_per_worker, proce
             client.run(_init_worker, threads_per_worker)
         futures = client.map(_safe_call, [fn] * len(configs), configs, pure=False)
         index = {f.key: i for i, f in enumerate(futures)}
-        results: list[dict | None] = [None] * len(configs)
         for fut in dask_completed(futures):
             try:
-                results[index[fut.key]] = fut.result()
+                result = fut.result()
             except Exception as exc:  # a worker died: record, don't abort the sweep
-                results[index[fut.key]] = {"status": "error", "error": f"{type(exc).__name__}: {exc}", "metrics": {},
-                                           "seconds": math.nan}
-            bar.update(1)
-        return results
+                result = {"status": "error", "error": f"{type(exc).__name__}: {exc}", "metrics": {}, "seconds": math.nan}
+            done(index[fut.key], result)
     finally:
         if own_client is not None:
             own_client.close()
@@ -196,6 +225,8 @@ def _run_dask(fn, configs, client, address, n_workers, threads_per_worker, proce
 
 def _assemble(grid, dims, points, results, fixed, backend, elapsed, fn_name) -> xr.Dataset:
     shape = tuple(len(grid[d]) for d in dims)
+    pending = {"status": "pending", "error": "", "metrics": {}, "seconds": math.nan}
+    results = [pending if r is None else r for r in results]
     names = sorted({k for r in results for k in r["metrics"]})
     data = {k: np.full(shape, np.nan) for k in names}
     status = np.full(shape, "error", dtype=object)
