@@ -312,7 +312,7 @@ def test_unknown_name_and_options():
 
 
 def test_registry_and_reexports():
-    assert data.DATASETS.names() == ["stories", "recipes", "modular_arithmetic", "teacher_student", "sparse_parity",
+    assert data.DATASETS.names() == ["stories", "recipes", "python_docs", "python_code", "modular_arithmetic", "teacher_student", "sparse_parity",
                                      "two_afc", "delayed_match"]
     assert {r["task"] for r in data.DATASETS.table()} == {"lm", "classification", "regression"}
     from workbench.data.base import Dataset, Split, to_device
