@@ -88,15 +88,16 @@ def test_schedule_and_live_lr_edit(tiny_run):
     assert run.history.latest("lr") < 1e-4
 
 
-def test_divergence_keeps_last_finite_weights(tiny_run):
+def test_divergence_with_poisoned_weights_says_they_are_not_finite(tiny_run):
     run = tiny_run()
     run.run(2, progress=False)
     before = {k: v.clone() for k, v in run.model.state_dict().items()}
     with torch.no_grad():
         run.model.transformer.wte.weight[0, 0] = float("nan")  # poison: the next loss is nan
     poisoned = {k: v.clone() for k, v in run.model.state_dict().items()}
-    with pytest.raises(DivergedError, match="last finite"):
+    with pytest.raises(DivergedError, match=r"weights themselves are not finite \(NaN/inf in transformer.wte") as err:
         run.run(3, progress=False)
+    assert "last finite" not in str(err.value)
     assert run.status == "diverged" and run.global_step == 2
     for k, v in run.model.state_dict().items():  # no optimizer step happened
         assert torch.equal(v, poisoned[k]) or torch.allclose(v, poisoned[k], equal_nan=True)
