@@ -27,6 +27,7 @@ Design:
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -383,7 +384,7 @@ class Run(Displayable, Loop):
         self.setup()
         return {"step": self._step, "status": self.status, "wall_time": self._elapsed, "config": self.config(),
                 "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
-                "optimizer": self._optim.state_dict(), "rng": self.rng.state_dict(),
+                "optimizer": copy.deepcopy(self._optim.state_dict()), "rng": self.rng.state_dict(),
                 "history": self.history.state_dict(), "run_id": self.run_id, "parent": self.parent,
                 "reference": self.reference.state_dict() if self.reference is not None else None}
 

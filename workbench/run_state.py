@@ -85,7 +85,7 @@ def staged_optimizer(run, config: dict, optim_state) -> torch.optim.Optimizer:
     opt = build_optimizer(settings["optimizer"], run.model.parameters(), settings["lr"], settings["weight_decay"],
                           settings["momentum"])
     try:
-        opt.load_state_dict(optim_state)
+        opt.load_state_dict(copy.deepcopy(optim_state))  # never share tensors with the caller's dict
     except Exception as exc:  # torch raises ValueError/KeyError/TypeError/RuntimeError for damaged states
         raise damaged("optimizer", f"{type(exc).__name__}: {exc}") from None
     params = [p for g in opt.param_groups for p in g["params"]]
