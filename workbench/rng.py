@@ -20,7 +20,8 @@ re-entrant lock. Consequences:
 * the limit: code in *another* thread that draws from the global torch RNG while a run is inside its
   step gets numbers from the run's stream (and the run's stream loses nothing, but that thread's draw
   is repeated later). Such code should hold the lock: ``with TORCH_RNG_LOCK: x = torch.rand(3)``, or
-  better, use its own ``torch.Generator``.
+  better, use its own ``torch.Generator``; code that seeds the global generator (model builders) should
+  use :func:`seeded`.
 
 >>> rng = RunRNG(seed=3)
 >>> with rng.active(torch.device("cpu")):
@@ -57,6 +58,19 @@ def _seed_words(seed: int) -> list[int]:
         seed >>= 32
         if not seed:
             return words
+
+
+@contextlib.contextmanager
+def seeded(seed: int, devices=()):
+    """Run the body on torch's global generators seeded with ``seed``, then restore them; under the lock.
+
+    For code that must use the global RNG (building a model, a PEFT adapter init): unlike a bare
+    ``torch.random.fork_rng`` + ``manual_seed``, it cannot interleave with a run training in another thread.
+    """
+    devices = list(devices)
+    with TORCH_RNG_LOCK, torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed) % 2**64)
+        yield
 
 
 class RunRNG:
