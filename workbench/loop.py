@@ -97,6 +97,10 @@ class Loop(param.Parameterized):
         """The status for a loop ended by ``exc`` (its message published unless it set its own)."""
         if isinstance(exc, DivergedError):
             return "diverged"
+        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C: the loop stopped where it was; it can continue
+            with param.edit_constant(self):
+                self.param.update(message="Interrupted (KeyboardInterrupt); the stage can continue from where it stopped.")
+            return "stopped"
         with param.edit_constant(self):
             self.param.update(message=f"{type(exc).__name__}: {exc}")
         return "error"

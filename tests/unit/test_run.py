@@ -249,3 +249,19 @@ def test_history_rows_carry_wall_time(tiny_run):
     run.run(3, progress=False)
     wall = run.record.wall_time.sel(step=[1, 2, 3]).values
     assert (wall > 0).all() and (np.diff(wall) > 0).all()
+
+
+def test_ctrl_c_in_a_blocking_run_leaves_a_stopped_run_that_continues(tiny_run):
+    run = tiny_run()
+
+    def interrupt(r, **_):
+        if r.global_step == 2:
+            raise KeyboardInterrupt
+
+    run.add_callback("after_step", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run.run(5, progress=False)
+    assert run.status == "stopped" and not run.running and "Interrupted" in run.message
+    run.callbacks.remove(interrupt)
+    run.run(1, progress=False)
+    assert run.global_step == 3 and run.status == "finished"
