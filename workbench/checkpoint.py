@@ -1,10 +1,18 @@
 """Checkpoints: everything a run needs to continue bit-identically, in one atomically written file.
 
-Contents: format version, the model's parameter fingerprint (names and shapes) and ``state_dict``, the
-optimizer state, the run's torch RNG streams plus Python's and NumPy's global states, the step (which
-is also the data position: batch ``i`` is a pure function of ``(seed, i)``), the declared config,
-the history (so the record continues), the W0 reference snapshot, run id, lineage and the model and
-data descriptions (so ``Run.resume(path)`` can rebuild presets and built-in datasets by itself).
+A checkpoint is ``run.state_dict()`` (weights, optimizer state, step — which is also the data
+position, batch ``i`` being a pure function of ``(seed, i)`` — the run's own random streams, config,
+history, W0 reference, ids and whatever a subclass adds) plus a header: format version, stage, the
+model's parameter fingerprint (names and shapes), the model and data descriptions (so
+``Run.resume(path)`` can rebuild presets and built-in datasets by itself) and a **data fingerprint**.
+
+Loading is all or nothing: the file, the model fingerprint, the data fingerprint and then every
+section of the run state are checked before the run changes (:meth:`workbench.Run.load_state_dict`).
+Python's and NumPy's global generators are neither saved nor touched: a run's randomness is its own.
+
+The data fingerprint is a SHA-256 of the task and of every split's tensors (names, dtypes, shapes
+and contents): it changes when the data file, the tokenizer, the block size or the sizes change, and
+not when the same file is moved. Resuming on other data is refused unless ``allow_data_change=True``.
 
 Files are loaded with ``torch.load(weights_only=True)``: a checkpoint cannot run code.
 The learning-rate schedule is a pure function of the step, so it needs no state of its own.
@@ -12,19 +20,39 @@ The learning-rate schedule is a pure function of the step, so it needs no state 
 
 from __future__ import annotations
 
+import hashlib
 import os
-import random
 import tempfile
+import weakref
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .errors import ConfigError, CorruptFileError, MissingPathError
 from .matrices import fingerprint
-from .snapshot import Snapshot
 
-FORMAT = 1
+FORMAT = 2
+_DATA_FINGERPRINTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def data_fingerprint(dataset) -> str:
+    """SHA-256 (hex) of ``dataset``'s task and every split's tensors; cached per dataset object."""
+    try:
+        return _DATA_FINGERPRINTS[dataset]
+    except (KeyError, TypeError):
+        pass
+    h = hashlib.sha256(f"task={dataset.task}".encode())
+    for split in sorted(dataset.splits):
+        for name, tensor in sorted(dataset.splits[split].tensors.items()):
+            t = tensor.detach().cpu().contiguous()
+            h.update(f"|{split}.{name}:{t.dtype}:{tuple(t.shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    digest = h.hexdigest()
+    try:
+        _DATA_FINGERPRINTS[dataset] = digest
+    except TypeError:
+        pass
+    return digest
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -45,31 +73,14 @@ def save_checkpoint(run, path) -> str:
         raise MissingPathError(f"Cannot save the checkpoint to {str(path)!r}: the folder {str(path.parent)!r} does not exist.")
     if run.running:
         raise ConfigError("Cannot checkpoint while the run is training; stop() it first (checkpoints are taken at step boundaries).")
-    run.setup()
-    py_state = random.getstate()
-    np_state = np.random.get_state()
     state = {
         "format": FORMAT,
         "stage": type(run).__name__,
-        "run_id": run.run_id,
-        "parent": run.parent,
-        "global_step": run.global_step,
-        "status": run.status,
-        "config": run.config(),
         "model_description": run.describe_model(),
         "data_description": run.data.describe(),
+        "data_fingerprint": data_fingerprint(run.data),
         "fingerprint": fingerprint(run.model),
-        "model": {k: v.detach().cpu() for k, v in run.model.state_dict().items()},
-        "optimizer": run.torch_optimizer.state_dict(),
-        "rng": {
-            "run_torch": run._rng_state.clone(),
-            "run_cuda": None if run._cuda_rng_state is None else run._cuda_rng_state.cpu(),
-            "python": [py_state[0], list(py_state[1]), py_state[2]],
-            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]), float(np_state[4])],
-        },
-        "history": run.history.state_dict(),
-        "reference": run.reference.state_dict() if run.reference is not None else None,
-        "extra": run.checkpoint_extra() if hasattr(run, "checkpoint_extra") else {},
+        "run": run.state_dict(),
     }
     _atomic_torch_save(state, path)
     return str(path)
@@ -85,9 +96,27 @@ def read_checkpoint(path) -> dict:
     except Exception as exc:
         raise CorruptFileError(f"Could not read the checkpoint {str(path)!r}: it is truncated, damaged or not a workbench "
                                f"checkpoint ({type(exc).__name__}: {str(exc)[:200]}).") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CorruptFileError(f"{str(path)!r} is not a workbench checkpoint (format {FORMAT}).")
+    if isinstance(state, dict) and state.get("format") == 1:
+        state = _from_format_1(state)
+    if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("run"), dict):
+        raise CorruptFileError(f"{str(path)!r} is not a workbench checkpoint (format {FORMAT}): it has no run state. "
+                               "Pass a file written by run.save_checkpoint().")
     return state
+
+
+def _from_format_1(old: dict) -> dict:
+    """A format-1 checkpoint (global Python/NumPy RNG saved, extras under ``extra``) in the format-2 layout."""
+    rng = old.get("rng") or {}
+    seed = int((old.get("config") or {}).get("seed", 0))
+    run = {"step": old.get("global_step"), "status": old.get("status", "idle"), "config": old.get("config"),
+           "model": old.get("model"), "optimizer": old.get("optimizer"), "history": old.get("history"),
+           "reference": old.get("reference"), "run_id": old.get("run_id"), "parent": old.get("parent"),
+           # the run's torch streams; its Python/NumPy streams start from the seed (format 1 kept only the globals)
+           "rng": {"seed": seed, "torch": rng.get("run_torch"), "cuda": rng.get("run_cuda")},
+           **(old.get("extra") or {})}
+    return {"format": FORMAT, "stage": old.get("stage"), "model_description": old.get("model_description"),
+            "data_description": old.get("data_description"), "data_fingerprint": None,
+            "fingerprint": old.get("fingerprint"), "run": run}
 
 
 def check_fingerprint(model, state: dict, path) -> None:
@@ -105,54 +134,48 @@ def check_fingerprint(model, state: dict, path) -> None:
                            f"it was saved from (described as {state.get('model_description')}).")
 
 
-def load_checkpoint(run, path) -> None:
-    """Restore ``run`` in place. Nothing is modified unless the whole checkpoint is valid for this model."""
+def check_data(run, state: dict, path, allow_data_change: bool = False) -> None:
+    """Refuse a checkpoint whose data fingerprint differs from ``run.data``'s (unless ``allow_data_change``)."""
+    want = state.get("data_fingerprint")
+    if allow_data_change or want is None:  # format-1 files carry none
+        return
+    if want != data_fingerprint(run.data):
+        raise ConfigError(f"The checkpoint {str(path)!r} was trained on other data than this run has: the data changed "
+                          f"since it was saved (saved: {state.get('data_description')}; now: {run.data.describe()}). "
+                          "Resume with the data it was trained on, or pass allow_data_change=True to continue on the "
+                          "new data anyway.")
+
+
+def load_checkpoint(run, path, allow_data_change: bool = False) -> None:
+    """Restore ``run`` in place, all or nothing: the file, model, data and every section are checked first."""
     state = read_checkpoint(path)
-    check_fingerprint(run.model, state, path)
     if run.running:
         raise ConfigError("Cannot load a checkpoint while the run is training; stop() it first.")
-    import param
-
-    run.model.load_state_dict(state["model"])
-    config = {k: v for k, v in state["config"].items() if k in run.param and k not in run.STATE_PARAMS}
-    run.param.update(**config)
-    run._optim = None
-    run.setup()
-    run.torch_optimizer.load_state_dict(state["optimizer"])
-    rng = state["rng"]
-    run._rng_state = rng["run_torch"].clone()
-    if rng.get("run_cuda") is not None and run.torch_device.type == "cuda":
-        run._cuda_rng_state = rng["run_cuda"]
-    random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
-    n = rng["numpy"]
-    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
-    run._step = int(state["global_step"])
-    run.history.load_state_dict(state["history"])
-    if state.get("reference") is not None:
-        run.reference = Snapshot.from_state_dict(state["reference"]).to(run.torch_device)
-    run.run_id = state["run_id"]
-    run.parent = state.get("parent")
-    if hasattr(run, "load_checkpoint_extra"):
-        run.load_checkpoint_extra(state.get("extra", {}))
-    status = state.get("status", "idle")
-    with param.edit_constant(run):
-        run.param.update(status="stopped" if status == "running" else status, last_logged_step=run.global_step,
-                         loss=run.history.latest("loss"))
+    check_fingerprint(run.model, state, path)
+    check_data(run, state, path, allow_data_change)
+    try:
+        run.load_state_dict(state["run"])
+    except CorruptFileError as exc:
+        raise CorruptFileError(f"Checkpoint {str(path)!r}: {exc}") from None
 
 
-def resume(cls, path, model=None, data=None, **params):
-    """Build a ``cls`` run from the checkpoint's descriptions (or the given model/data) and load it."""
+def resume(cls, path, model=None, data=None, allow_data_change: bool = False, **params):
+    """Build a ``cls`` run from the checkpoint's descriptions (or the given model/data) and load it.
+
+    ``params`` override the saved config (e.g. ``device="cpu"``, a new ``max_steps``); ``device`` is
+    this machine's choice (``"auto"`` unless given), never the saved one.
+    """
     from . import data as data_mod, models as models_mod
 
     state = read_checkpoint(path)
     if data is None:
-        desc = state["data_description"]
-        data = data_mod.from_description(desc)
+        data = data_mod.from_description(state["data_description"])
     if model is None:
         model = models_mod.from_description(state["model_description"], data=data if not isinstance(data, str) else None)
-    config = {k: v for k, v in state["config"].items() if k in cls.param and k not in cls.STATE_PARAMS}
+    saved = state["run"].get("config") or {}
+    config = {k: v for k, v in saved.items() if k in cls.param and k not in cls.STATE_PARAMS and k not in cls.NOT_RESTORED}
     config.update(params)
     run = cls(model, data, **config)
-    load_checkpoint(run, path)
+    load_checkpoint(run, path, allow_data_change=allow_data_change)
     run.param.update(**params)
     return run

@@ -17,6 +17,17 @@ after_cancel    ``stop()`` ended a ``run()`` at a step boundary   —
 after_diverge   the loss or gradient became NaN/inf               ``what``, ``value``
 after_run       a ``run()`` call ends (finished or cancelled)     ``status``
 ==============  ================================================  ==========================
+
+Order: at each event, callbacks run by ascending ``order`` (ties in the order they were attached), as
+fastai's ``Callback.order``. Probes default to ``order=100`` (:data:`PROBE_ORDER`), everything else to 0,
+so a weight mask or a SAM step attached *after* the probes still runs before them, and probes measure
+what the step produced. ``show_loop()`` prints each callback with its order.
+
+>>> cbs = Callbacks()
+>>> _ = cbs.add("after_step", print, name="probe", order=100)
+>>> _ = cbs.add("after_step", print, name="mask", order=10)
+>>> [cb.name for cb in cbs.attached("after_step")]
+['mask', 'probe']
 """
 
 from __future__ import annotations
@@ -26,17 +37,21 @@ from typing import Callable
 
 from .errors import ConfigError
 
+#: the default order of probes (callbacks that only measure); lower runs first
+PROBE_ORDER = 100
+
 EVENTS = ("before_run", "before_step", "after_loss", "after_backward", "after_step", "after_cancel",
           "after_diverge", "after_run")
 
 
 @dataclass
 class Callback:
-    """One attached callable, with the name shown by ``show_loop``."""
+    """One attached callable, with the name shown by ``show_loop`` and its ``order`` (lower runs first)."""
 
     event: str
     fn: Callable
     name: str
+    order: float = 0
 
 
 class Callbacks:
@@ -45,13 +60,21 @@ class Callbacks:
     def __init__(self):
         self._by_event: dict[str, list[Callback]] = {e: [] for e in EVENTS}
 
-    def add(self, event: str, fn: Callable, name: str | None = None) -> Callback:
+    def add(self, event: str, fn: Callable, name: str | None = None, order: float = 0) -> Callback:
+        """Attach ``fn`` at ``event``; it runs after every callback of lower ``order`` (and of equal order attached earlier)."""
         if event not in self._by_event:
             raise ConfigError(f"Unknown event {event!r}; events are {', '.join(EVENTS)}.")
         if not callable(fn):
             raise ConfigError(f"The callback for {event!r} must be callable, got {type(fn).__name__}.")
-        cb = Callback(event, fn, name or getattr(fn, "__qualname__", repr(fn)))
-        self._by_event[event].append(cb)
+        if isinstance(order, bool) or not isinstance(order, (int, float)) or order != order:
+            raise ConfigError(f"The order of a callback must be a number (lower runs first; probes use "
+                              f"{PROBE_ORDER}), got {order!r}.")
+        cb = Callback(event, fn, name or getattr(fn, "__qualname__", repr(fn)), order)
+        cbs = self._by_event[event]
+        at = len(cbs)
+        while at and cbs[at - 1].order > order:  # stable: after every callback of the same order
+            at -= 1
+        self._by_event[event] = cbs[:at] + [cb] + cbs[at:]  # a new list: a trigger in progress is unaffected
         return cb
 
     def remove(self, target) -> int:
@@ -76,9 +99,9 @@ class Callbacks:
         return list(self._by_event[event])
 
     def show(self) -> str:
-        """The training loop as text, with every attached callback at its event."""
+        """The training loop as text: at each event, the attached callbacks in the order they run, ``name [order]``."""
         lines = []
         for event in EVENTS:
-            names = [cb.name for cb in self._by_event[event]]
+            names = [f"{cb.name} [{cb.order:g}]" for cb in self._by_event[event]]
             lines.append(f"{event:<15} " + (", ".join(names) if names else "-"))
         return "\n".join(lines)

@@ -4,7 +4,9 @@ The training thread *appends*; everybody else *reads* with a cursor of their own
 entries:
 
 * scalar rows — ``history.log(step, loss=…, lr=…)``: one row per call; several calls at the same step
-  (the optimizer step, an eval probe, …) merge into one step of the record;
+  (the optimizer step, an eval probe, …) merge into one step of the record. A run's training rows carry
+  ``loss``, ``lr``, ``grad_norm``, the task metrics and ``wall_time`` (seconds of training since the
+  run's first step; see :class:`workbench.Run`);
 * arrays — ``history.log_array(step, "effective_rank", da)`` with ``da`` an ``xr.DataArray`` over dims
   such as ``matrix`` or ``(matrix, index)``; the record stacks them along ``step``.
 
@@ -132,9 +134,20 @@ class History:
                     "arrays": {k: [(s, d.to_dict()) for s, d in v] for k, v in self._arrays.items()}}
 
     def load_state_dict(self, state: dict) -> None:
+        """Replace the contents with :meth:`state_dict` output; all or nothing (a damaged state changes nothing)."""
+        rows = [dict(r) for r in state.get("rows", [])]
+        if any("step" not in r for r in rows):
+            raise ValueError("a history row has no 'step'")
+        arrays = {k: [(int(s), xr.DataArray.from_dict(d)) for s, d in v] for k, v in state.get("arrays", {}).items()}
         with self._lock:
-            self._rows = [dict(r) for r in state.get("rows", [])]
-            self._arrays = {k: [(s, xr.DataArray.from_dict(d)) for s, d in v] for k, v in state.get("arrays", {}).items()}
+            self._rows, self._arrays = rows, arrays
+
+    def replace(self, other: "History") -> None:
+        """Take ``other``'s entries (this object stays the one views hold; their cursors see the new rows)."""
+        with other._lock:
+            rows, arrays = list(other._rows), {k: list(v) for k, v in other._arrays.items()}
+        with self._lock:
+            self._rows, self._arrays = rows, arrays
 
     def truncate(self, step: int) -> None:
         """Drop entries after ``step`` (used when resuming from an older checkpoint)."""

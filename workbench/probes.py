@@ -3,23 +3,70 @@
 A probe subclasses :class:`Probe` and implements ``measure(run) -> dict``: values are floats (scalar
 rows) or ``xr.DataArray`` (per-matrix or spectra arrays). The base class decides *when* (step 0 before
 training if ``at_start``, then every ``every`` steps) and logs what ``measure`` returns, so a probe
-never touches the history or a view. Probes live in ``PROBES`` by name.
+never touches the history or a view.
 
->>> # run.add_probe(EvalLoss(splits={"val": data.split("val")}, every=50))
+Probes live in ``PROBES`` by name; :func:`create` builds one by name (``run.add_probe("spectra",
+every=10)`` does the same), importing the workbench subpackages that register probes on first use.
+Probes run at their events after the other callbacks (``order = 100``, see :mod:`workbench.events`), so
+they measure the weights a mask or SAM callback left.
+
+>>> sorted(n for n in names() if n in ("delta", "eval_loss", "spectra"))
+['delta', 'eval_loss', 'spectra']
+>>> create("spectra", every=25).every
+25
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+import pkgutil
 
 import param
 import torch
 import xarray as xr
 
 from .data.base import Split, to_device
+from .errors import ConfigError
+from .events import PROBE_ORDER
 from .registry import Registry
 
-PROBES = Registry("probe")
+PROBES = Registry("probe", hint="Build one with workbench.probes.create(name, **params).")
+
+
+def _import_probe_modules() -> None:
+    """Import every workbench subpackage, so the probes they register are in ``PROBES``."""
+    import workbench
+
+    for module in pkgutil.iter_modules(workbench.__path__):
+        if module.ispkg and module.name not in ("data", "models"):
+            importlib.import_module(f"workbench.{module.name}")
+
+
+def names() -> list[str]:
+    """Every registered probe name (all of the workbench's probes, not only those imported so far)."""
+    _import_probe_modules()
+    return PROBES.names()
+
+
+def create(name: str, **params) -> "Probe":
+    """The probe registered as ``name``, built with ``params`` (``create("spectra", every=10, k=5)``)."""
+    if name not in PROBES:
+        _import_probe_modules()
+    cls = PROBES.get(name)
+    try:
+        return cls(**params)
+    except TypeError as exc:  # a missing or unknown constructor argument
+        raise _bad_arguments(name, cls, exc) from None
+    except ValueError as exc:  # param's own check of a value
+        if isinstance(exc, ConfigError):
+            raise
+        raise _bad_arguments(name, cls, exc) from None
+
+
+def _bad_arguments(name: str, cls, exc: Exception) -> ConfigError:
+    settable = ", ".join(p for p in cls.param if p != "name")
+    return ConfigError(f"Cannot build the probe {name!r} with those arguments ({exc}). Its parameters are: {settable}.")
 
 
 class Probe(param.Parameterized):
@@ -28,14 +75,18 @@ class Probe(param.Parameterized):
     every = param.Integer(default=50, bounds=(1, None), doc="Measure every this many optimizer steps.")
     at_start = param.Boolean(default=True, doc="Also measure once before the first step (step 0).")
 
+    #: callback order at each event (lower runs first): after masks, SAM and other order-0 callbacks
+    order = PROBE_ORDER
+
     def __init__(self, **params):
         super().__init__(**params)
         self._last_measured: int | None = None
 
     def attach(self, run) -> "Probe":
         """Attach to ``run``'s events (``run.add_probe`` calls this)."""
-        run.callbacks.add("before_step", self._before_step, name=f"{type(self).__name__}.at_start")
-        run.callbacks.add("after_step", self._after_step, name=f"{type(self).__name__}(every={self.every})")
+        run.callbacks.add("before_step", self._before_step, name=f"{type(self).__name__}.at_start", order=self.order)
+        run.callbacks.add("after_step", self._after_step, name=f"{type(self).__name__}(every={self.every})",
+                          order=self.order)
         self.setup(run)
         return self
 

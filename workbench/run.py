@@ -9,44 +9,49 @@
 
 Design:
 * Declared parameters are the widget controls, the papermill parameters and the saved config.
-  Read-only state (``status``, ``running``, ``loss``, ``steps_per_sec``, ``last_logged_step``) is
-  ``constant`` and *published* only at log frequency, so a watcher never slows the hot loop.
-  ``run.global_step`` (a plain property) is always exact.
-* Every step appends a row (``loss``, ``lr``, ``grad_norm``, task metrics) to ``run.history``; probes
-  add their own. Views poll the history; the training thread never touches a UI.
-* Batch ``i`` is a pure function of ``(seed, i)`` and the run owns its torch RNG stream (forked around
-  each step), so checkpoint → resume is bit-identical on CPU and runs in one process don't interfere.
+  ``LOCKED_WHILE_TRAINING`` ones (optimizer, weight_decay, momentum, batch_size, seed, device,
+  autocast) cannot change while ``running``; the others (lr, schedule, max_steps, grad_clip, eval_every…)
+  apply from the next step, and the per-step ``lr`` in the history records what was used.
+* ``running`` is the one answer to "is it training?" (see :mod:`workbench.loop`); ``status`` is the
+  outcome. Read-only state (``loss``, ``steps_per_sec``, ``last_logged_step``) is ``constant`` and
+  *published* only at log frequency, so a watcher never slows the hot loop; ``run.global_step`` is exact.
+* Every step appends a row (``loss``, ``lr``, ``grad_norm``, task metrics, ``wall_time`` = seconds spent
+  in steps since the first one, continued across resumes) to ``run.history``; probes add their own.
+  Views poll the history; the training thread never touches a UI.
+* Batch ``i`` is a pure function of ``(seed, i)`` and the run draws from its own random streams
+  (``run.rng``, :mod:`workbench.rng`), so checkpoint → resume is bit-identical, and concurrent runs
+  in one process draw exactly what they would alone.
+* ``state_dict()``/``load_state_dict()`` hold the whole run (all or nothing); checkpoints are files of it.
 * Subclasses change what a step computes by overriding ``forward_backward`` (SAM, unlearning losses).
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import math
 import threading
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import param
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import devices
+from . import devices, run_state
 from .data.base import Dataset, to_device
 from .display import Displayable
 from .errors import ConfigError, DivergedError
 from .events import Callbacks
 from .history import History
+from .loop import STATUSES, Loop  # noqa: F401  (STATUSES: re-exported)
 from .optim import OPTIMIZERS, SCHEDULES, build_optimizer, lr_factor
-from .probes import EvalLoss, Probe
+from .probes import EvalLoss, Probe, create as create_probe
 from .record import annotate, new_run_id, save as save_record_file
+from .rng import RunRNG
 from .snapshot import Snapshot
 
-STATUSES = ("idle", "running", "stopped", "finished", "diverged", "error")
-
-
-class Run(Displayable, param.Parameterized):
+class Run(Displayable, Loop):
     """A training run over ``model`` and ``data``.
 
     Parameters
@@ -83,14 +88,20 @@ class Run(Displayable, param.Parameterized):
     eval_batches = param.Integer(default=4, bounds=(1, None), doc="Batches per held-out split per evaluation.")
     label = param.String(default="", doc="A label for this run in plots and records.")
     # --- published state (read-only) ------------------------------------------------------------
-    status = param.Selector(default="idle", objects=list(STATUSES), constant=True, doc="Run state.")
-    running = param.Boolean(default=False, constant=True, doc="True while a run()/start() loop is active.")
     loss = param.Number(default=None, allow_None=True, constant=True, doc="Training loss at the last publish.")
     steps_per_sec = param.Number(default=None, allow_None=True, constant=True, doc="Throughput at the last publish.")
     last_logged_step = param.Integer(default=0, constant=True, doc="global_step at the last publish.")
-    message = param.String(default="", constant=True, doc="Last status message (errors, stops).")
 
     STATE_PARAMS = ("status", "running", "loss", "steps_per_sec", "last_logged_step", "message", "name")
+    #: declared parameters that cannot change while ``running`` (setting one raises ConfigError "stop() first");
+    #: a view disables their controls while training. While stopped, a change takes effect at the next step.
+    LOCKED_WHILE_TRAINING = ("optimizer", "weight_decay", "momentum", "batch_size", "seed", "device", "autocast")
+    LOCK_REASONS = {"optimizer": "the optimizer and its state were built with it",
+                     "weight_decay": "the optimizer was built with it", "momentum": "the optimizer was built with it",
+                     "batch_size": "every batch of this loop is drawn with it", "device": "the model and optimizer live there",
+                     "seed": "it fixes the data order and the run's random stream", "autocast": "the loop runs under it"}
+    #: declared parameters that ``load_state_dict`` keeps from this run (where it runs, not what it is)
+    NOT_RESTORED = ("device",)
 
     def __init__(self, model: nn.Module | str, data: Dataset | str, evals: dict | None = None,
                  probes: tuple[Probe, ...] | list[Probe] = (), reference: Snapshot | None = None,
@@ -108,6 +119,7 @@ class Run(Displayable, param.Parameterized):
             model = models_mod.get(model, data=self.data)
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, a preset name or a model directory, got {type(model).__name__}.")
+        run_state.check_positions(model, self.data)
         self.model: nn.Module = model
         self.history = History()
         self.callbacks = Callbacks()
@@ -116,15 +128,13 @@ class Run(Displayable, param.Parameterized):
         origin = getattr(model, "workbench_origin", {}) or {}
         self.parent = parent or origin.get("run_id")
         self.probes: list[Probe] = []
-        self.error: BaseException | None = None
+        #: the run's own random streams (torch CPU/CUDA, Python, NumPy): see :mod:`workbench.rng`
+        self.rng = RunRNG(self.seed)
         self._step = 0
+        self._elapsed = 0.0  # seconds spent in steps: the history's wall_time
         self._optim: torch.optim.Optimizer | None = None
         self._device: torch.device | None = None
         self._amp_dtype = None
-        self._rng_state: torch.Tensor | None = None
-        self._cuda_rng_state: torch.Tensor | None = None
-        self._stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.RLock()
         self._window = (time.perf_counter(), 0)
         evals = dict(evals or {})
@@ -132,10 +142,7 @@ class Run(Displayable, param.Parameterized):
             evals = {"val": self.data.splits["val"], **evals}
         self.evals = evals
         self._eval_probe: EvalLoss | None = None
-        if evals and self.eval_every > 0:
-            self._eval_probe = EvalLoss(evals, every=self.eval_every, max_batches=self.eval_batches,
-                                        batch_size=self.batch_size)
-            self.add_probe(self._eval_probe)
+        self._eval_settings_changed()
         for probe in probes:
             self.add_probe(probe)
 
@@ -166,14 +173,18 @@ class Run(Displayable, param.Parameterized):
         return {k: v for k, v in vals.items() if k not in self.STATE_PARAMS}
 
     # ------------------------------------------------------------------ callbacks
-    def add_callback(self, event: str, fn: Callable, name: str | None = None):
-        """Attach ``fn(run, **context)`` to ``event`` (see :mod:`workbench.events`)."""
-        return self.callbacks.add(event, fn, name)
+    def add_callback(self, event: str, fn: Callable, name: str | None = None, order: float = 0):
+        """Attach ``fn(run, **context)`` to ``event``; lower ``order`` runs first (probes: 100). See :mod:`workbench.events`."""
+        return self.callbacks.add(event, fn, name, order)
 
-    def add_probe(self, probe: Probe) -> Probe:
-        """Attach a probe; it measures every ``probe.every`` steps into the history."""
+    def add_probe(self, probe: Probe | str, **params) -> Probe:
+        """Attach a probe (or build one by its ``PROBES`` name: ``add_probe("spectra", every=10)``)."""
+        if isinstance(probe, str):
+            probe = create_probe(probe, **params)
+        elif params:
+            raise ConfigError("add_probe(probe, **params): parameters are for a probe given by name; set them on the probe.")
         if not isinstance(probe, Probe):
-            raise ConfigError(f"add_probe expects a workbench Probe, got {type(probe).__name__}.")
+            raise ConfigError(f"add_probe expects a workbench Probe or a probe name, got {type(probe).__name__}.")
         self.probes.append(probe)
         return probe.attach(self)
 
@@ -182,48 +193,64 @@ class Run(Displayable, param.Parameterized):
         self.probes = [p for p in self.probes if p is not probe]
 
     def show_loop(self) -> str:
-        """Print (and return) what is attached at each event of the training loop."""
+        """Print (and return) what is attached at each event of the training loop, in running order."""
         text = self.callbacks.show()
         print(text)
         return text
 
-    # ------------------------------------------------------------------ setup
+    # ------------------------------------------------------------------ settings that take effect when stopped
     @param.depends("optimizer", "weight_decay", "momentum", watch=True)
-    def _invalidate_optimizer(self):
-        if self._optim is not None and not self.running:
-            self._optim = None  # rebuilt (fresh state) at the next step
+    def _optimizer_settings_changed(self):
+        self._optim = None  # rebuilt (fresh state) at the next step; refused while training
+
+    @param.depends("seed", watch=True)
+    def _seed_changed(self):
+        self.rng = RunRNG(self.seed)  # the data order and the random stream follow the seed from the next step
+
+    @param.depends("device", "autocast", watch=True)
+    def _hardware_changed(self):
+        if self._device is not None:
+            self._place(devices.resolve_device(self.device))
+
+    @param.depends("eval_every", "eval_batches", watch=True)
+    def _eval_settings_changed(self):
+        probe = self._eval_probe
+        if probe is not None and self.eval_every == 0:
+            self.remove_probe(probe)
+            self._eval_probe = None
+        elif probe is not None:
+            probe.param.update(every=self.eval_every, max_batches=self.eval_batches)
+        elif self.evals and self.eval_every > 0:
+            self._eval_probe = EvalLoss(self.evals, every=self.eval_every, max_batches=self.eval_batches,
+                                        batch_size=self.batch_size, at_start=self._step == 0)
+            self.add_probe(self._eval_probe)
+
+    # ------------------------------------------------------------------ setup
+    def _place(self, device: torch.device) -> None:
+        """Put the model, reference, optimizer state and RNG stream on ``device``."""
+        with self._lock:
+            self._device = device
+            self._amp_dtype = devices.autocast_dtype(self.autocast, device)
+            self.model.to(device)
+            self.rng.bind(device)
+            if self.reference is not None:
+                self.reference = self.reference.to(device)
+            if self._optim is not None:  # load_state_dict casts the state to the parameters' device
+                self._optim.load_state_dict(self._optim.state_dict())
 
     def setup(self) -> "Run":
-        """Resolve the device, move the model, snapshot W0 and build the optimizer (idempotent)."""
+        """Resolve the device, move the model, snapshot W0 and build the optimizer (idempotent).
+
+        Subclasses extend it (``super().setup()`` first); extra modules go to ``self.torch_device``.
+        """
         with self._lock:
             if self._device is None:
-                self._device = devices.resolve_device(self.device)
-                self._amp_dtype = devices.autocast_dtype(self.autocast, self._device)
-                self.model.to(self._device)
-                gen = torch.Generator().manual_seed(int(self.seed))
-                self._rng_state = gen.get_state()
-                if self._device.type == "cuda":
-                    with torch.random.fork_rng(devices=[self._device]):
-                        torch.cuda.manual_seed(int(self.seed))
-                        self._cuda_rng_state = torch.cuda.get_rng_state(self._device)
+                self._place(devices.resolve_device(self.device))
             if self.reference is None:
                 self.reference = Snapshot.from_model(self.model)
             if self._optim is None:
                 self._optim = build_optimizer(self.optimizer, self.model.parameters(), self.lr, self.weight_decay, self.momentum)
         return self
-
-    @contextlib.contextmanager
-    def _own_rng(self):
-        """Run the body on this run's torch RNG stream (dropout etc.), restoring the global one after."""
-        devs = [self._device] if self._device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devs):
-            torch.set_rng_state(self._rng_state)
-            if devs:
-                torch.cuda.set_rng_state(self._cuda_rng_state, self._device)
-            yield
-            self._rng_state = torch.get_rng_state()
-            if devs:
-                self._cuda_rng_state = torch.cuda.get_rng_state(self._device)
 
     # ------------------------------------------------------------------ one step
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
@@ -231,7 +258,10 @@ class Run(Displayable, param.Parameterized):
         return self.data.loss(self.model, batch)
 
     def forward_backward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        """Forward, divergence check, backward; leaves gradients in ``.grad``. Override for SAM etc."""
+        """Forward, divergence check, backward; leaves gradients in ``.grad``. Override for SAM etc.
+
+        Runs on the run's own random stream (:mod:`workbench.rng`): draw torch randomness freely here.
+        """
         with devices.autocast_context(self._device, self._amp_dtype):
             loss, metrics = self.compute_loss(batch)
         self.callbacks.trigger("after_loss", self, loss=loss)
@@ -244,7 +274,7 @@ class Run(Displayable, param.Parameterized):
         return to_device(self.data.train.batch_at(i, self.batch_size, self.seed), self._device)
 
     def _step_once(self) -> dict:
-        t = self._step
+        t, t0 = self._step, time.perf_counter()
         batch = self._batch(t)
         lr = self.lr * lr_factor(self.schedule, t, self.max_steps, self.warmup_steps, self.min_lr_ratio, self.decay_fraction)
         opt = self._optim
@@ -253,7 +283,7 @@ class Run(Displayable, param.Parameterized):
         self.model.train()
         self.callbacks.trigger("before_step", self, batch=batch)
         opt.zero_grad(set_to_none=True)
-        with self._own_rng():
+        with self.rng.active(self._device):
             loss, metrics = self.forward_backward(batch)
         self.callbacks.trigger("after_backward", self)
         params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
@@ -264,7 +294,8 @@ class Run(Displayable, param.Parameterized):
             self._diverged("gradient norm", float(grad_norm))
         opt.step()
         self._step = t + 1
-        row = {"loss": float(loss), "lr": lr, "grad_norm": float(grad_norm), **metrics}
+        self._elapsed += time.perf_counter() - t0
+        row = {"loss": float(loss), "lr": lr, "grad_norm": float(grad_norm), **metrics, "wall_time": self._elapsed}
         self.history.log(self._step, **row)
         self.callbacks.trigger("after_step", self, metrics=row)
         return row
@@ -272,61 +303,59 @@ class Run(Displayable, param.Parameterized):
     def _diverged(self, what: str, value: float):
         self._optim.zero_grad(set_to_none=True)
         self.history.log(self._step + 1, diverged=1.0)
-        msg = (f"The {what} became {value} at step {self._step + 1}; the run stopped and the weights were kept at "
-               f"step {self._step}, their last finite values. Lower lr (now {self.lr:g}), enable grad_clip, "
-               f"or use autocast='none'.")
+        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all().item()]
+        if not bad:
+            msg = (f"The {what} became {value} at step {self._step + 1}; the run stopped and the weights were kept at "
+                   f"step {self._step}, their last finite values. Lower lr (now {self.lr:g}), enable grad_clip, "
+                   f"or use autocast='none'.")
+        else:
+            msg = (f"The {what} became {value} at step {self._step + 1} because the weights themselves are not finite "
+                   f"(NaN/inf in {', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}); the run stopped at step "
+                   f"{self._step}. Load a checkpoint or build a new run (then lower lr, now {self.lr:g}, or enable "
+                   f"grad_clip).")
         with param.edit_constant(self):
             self.param.update(status="diverged", message=msg)
         self.callbacks.trigger("after_diverge", self, what=what, value=value)
         raise DivergedError(msg)
 
-    def _check_can_train(self):
-        if self.status == "diverged":
-            raise DivergedError(self.message + " Load a checkpoint or build a new run to continue.")
-
-    def step(self) -> dict:
-        """Take one optimizer step (blocking) and return its metrics row."""
-        if self._thread is not None and self._thread.is_alive():
-            raise ConfigError("This run is training in the background; call stop() before stepping by hand.")
-        self._check_can_train()
-        with self._lock:
-            self.setup()
-            row = self._step_once()
-        self._publish(row, status="idle")
-        return row
-
-    # ------------------------------------------------------------------ loops
-    def _publish(self, row: dict | None, **extra) -> None:
+    # ------------------------------------------------------------------ step and loop (lifecycle: workbench.loop)
+    def _published(self, row: dict | None) -> dict:
         now, (t0, s0) = time.perf_counter(), self._window
         sps = (self._step - s0) / (now - t0) if now > t0 and self._step > s0 else self.steps_per_sec
         self._window = (now, self._step)
-        values = dict(last_logged_step=self._step, steps_per_sec=sps, **extra)
+        values = dict(last_logged_step=self._step, steps_per_sec=sps)
         if row is not None:
             values["loss"] = row["loss"]
-        with param.edit_constant(self):
-            self.param.update(**values)
+        return values
 
-    def run(self, n: int | None = None, progress: bool = True) -> "Run":
-        """Train ``n`` more steps (default: up to ``max_steps``), blocking; ``stop()`` ends it early."""
-        if n is not None and (not isinstance(n, int) or n < 0):
-            raise ConfigError(f"run(n) needs a whole number of steps ≥ 0, got {n!r}.")
-        if self._thread is not None and self._thread.is_alive() and threading.current_thread() is not self._thread:
-            raise ConfigError("This run is already training in the background; call stop() or wait() first.")
-        self._check_can_train()
+    def step(self) -> dict:
+        """Take one optimizer step (blocking) and return its metrics row; ``running`` is True meanwhile."""
+        self._claim()
+        row, outcome = None, {"status": "idle"}
+        try:
+            with self._lock:
+                self.setup()
+                row = self._step_once()
+            outcome.update(self._published(row))
+        except BaseException as exc:
+            outcome["status"] = self._failed(exc)
+            raise
+        finally:
+            self._release(**outcome)
+        return row
+
+    def _loop(self, n: int | None, progress: bool) -> None:
+        """Train until ``n`` more steps (or ``max_steps``) or ``stop()`` (``run()``/``start()`` call it, running)."""
         with self._lock:
             self.setup()
             target = self._step + n if n is not None else self.max_steps
-            self._stop_event.clear()
             self._window = (time.perf_counter(), self._step)
-            with param.edit_constant(self):
-                self.param.update(running=True, status="running", message="")
-            status = "finished"
-            row = None
+            status, row = "finished", None
             bar = tqdm(total=max(0, target - self._step), disable=not progress, desc=self.label or "train", leave=False)
             try:
                 self.callbacks.trigger("before_run", self, target=target)
                 while self._step < target:
-                    if self._stop_event.is_set():
+                    if self.stop_requested:
                         status = "stopped"
                         self.callbacks.trigger("after_cancel", self)
                         break
@@ -334,62 +363,56 @@ class Run(Displayable, param.Parameterized):
                     bar.update(1)
                     if self._step % self.log_every == 0:
                         bar.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)
-                        self._publish(row)
-            except DivergedError:
-                status = "diverged"
-                raise
+                        with param.edit_constant(self):
+                            self.param.update(**self._published(row))
             except BaseException as exc:
-                status = "error"
-                with param.edit_constant(self):
-                    self.param.update(message=f"{type(exc).__name__}: {exc}")
+                status = self._failed(exc)
                 raise
             finally:
                 bar.close()
-                if status in ("finished", "stopped"):
-                    self._publish(row, status=status, running=False)
-                else:
-                    with param.edit_constant(self):
-                        self.param.update(running=False, status=status)
+                with param.edit_constant(self):
+                    self.param.update(status=status, **(self._published(row) if status in ("finished", "stopped") else {}))
                 self.callbacks.trigger("after_run", self, status=status)
-        return self
 
-    def start(self, n: int | None = None) -> "Run":
-        """Train in a background thread (non-blocking); ``stop()`` ends it at a step boundary."""
-        if self._thread is not None and self._thread.is_alive():
-            raise ConfigError("This run is already training in the background; call stop() first.")
-        self._check_can_train()
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """Everything that makes this run *this* run at this step: weights, optimizer state, step, random
+        streams, history, reference, config, ids. Subclasses add their own keys (``super().state_dict()``)."""
+        if self.running:
+            raise ConfigError("Cannot take the state of a run while it trains; stop() it first (states are taken "
+                              "at step boundaries).")
         self.setup()
-        self.error = None
-        self._stop_event.clear()
-        with param.edit_constant(self):
-            self.param.update(running=True, status="running")
+        return {"step": self._step, "status": self.status, "wall_time": self._elapsed, "config": self.config(),
+                "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+                "optimizer": copy.deepcopy(self._optim.state_dict()), "rng": self.rng.state_dict(),
+                "history": self.history.state_dict(), "run_id": self.run_id, "parent": self.parent,
+                "reference": self.reference.state_dict() if self.reference is not None else None}
 
-        def target():
-            try:
-                self.run(n, progress=False)
-            except BaseException as exc:  # kept for the caller; status/message already set
-                self.error = exc
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` output, all or nothing: every section is checked before anything changes.
 
-        self._thread = threading.Thread(target=target, name=f"workbench-run-{self.run_id}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, wait: bool = True, timeout: float | None = None) -> "Run":
-        """Ask a running loop to stop after the current step; by default wait until it has."""
-        self._stop_event.set()
-        if wait:
-            self.wait(timeout)
-        return self
-
-    def wait(self, timeout: float | None = None) -> "Run":
-        """Block until a background run ends; re-raises its error, if any."""
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-        if self.error is not None and (thread is None or not thread.is_alive()):
-            err, self.error = self.error, None
-            raise err
-        return self
+        A subclass checks its own keys, calls ``super().load_state_dict(state)``, then applies them.
+        ``device`` is kept from this run (``NOT_RESTORED``).
+        """
+        if self.running:
+            raise ConfigError("Cannot load a state while the run is training; stop() it first.")
+        with self._lock:
+            if self._device is None:
+                self._place(devices.resolve_device(self.device))
+            new = run_state.stage(self, state)
+            # --- everything is valid: apply (nothing below can fail on a checked state)
+            self.model.load_state_dict(state["model"])
+            self.param.update(**new.config)
+            self._optim, self.rng, self._step, self._elapsed = new.optimizer, new.rng, new.step, new.wall_time
+            self.rng.bind(self._device)
+            self.history.replace(new.history)
+            if new.reference is not None:
+                self.reference = new.reference.to(self._device)
+            self.run_id, self.parent = state["run_id"], state.get("parent")
+            status = state.get("status", "idle")
+            with param.edit_constant(self):
+                self.param.update(status="stopped" if status == "running" else status, last_logged_step=self._step,
+                                  loss=self.history.latest("loss"), message="")
 
     # ------------------------------------------------------------------ records & checkpoints
     def describe_model(self) -> dict:
@@ -416,19 +439,23 @@ class Run(Displayable, param.Parameterized):
 
         return save_checkpoint(self, path)
 
-    def load_checkpoint(self, path) -> "Run":
-        """Restore this run's state from ``path`` (same model architecture)."""
+    def load_checkpoint(self, path, allow_data_change: bool = False) -> "Run":
+        """Restore this run from ``path`` (same model architecture, same data unless ``allow_data_change``); all or nothing."""
         from .checkpoint import load_checkpoint
 
-        load_checkpoint(self, path)
+        load_checkpoint(self, path, allow_data_change=allow_data_change)
         return self
 
     @classmethod
-    def resume(cls, path, model: nn.Module | str | None = None, data: Dataset | str | None = None, **params) -> "Run":
-        """A run rebuilt from a checkpoint; model and data are rebuilt from their descriptions when not given."""
+    def resume(cls, path, model: nn.Module | str | None = None, data: Dataset | str | None = None,
+               allow_data_change: bool = False, **params) -> "Run":
+        """A run rebuilt from a checkpoint; model and data are rebuilt from their descriptions when not given.
+
+        Refuses data that changed since the checkpoint was saved unless ``allow_data_change=True``.
+        """
         from .checkpoint import resume
 
-        return resume(cls, path, model=model, data=data, **params)
+        return resume(cls, path, model=model, data=data, allow_data_change=allow_data_change, **params)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(label={self.label!r}, step={self._step}, status={self.status!r}, "

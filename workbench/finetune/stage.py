@@ -31,12 +31,12 @@ import re
 import time
 
 import param
-import torch
 from torch import nn
 
 from .. import data as data_mod, devices
 from ..data.base import Dataset, Split, to_device
 from ..errors import ConfigError
+from ..rng import seeded
 from ..run import Run
 from ..snapshot import Snapshot
 from . import adapters
@@ -119,8 +119,7 @@ class FineTune(Run):
                    for i in range(self.init_batches)]
         t0 = time.perf_counter()
         # Adapter init (Kaiming/Gaussian A, EVA/PiSSA randomness) is seeded by `seed`, not the global RNG state.
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(int(self.seed))
+        with seeded(self.seed, devices=[device] if device.type == "cuda" else []):
             self.model = adapters.build(base, self.method, self.targets, self.rank, self.alpha, self.init,
                                         self.dropout, self.use_rslora, self.use_dora, batches, self.data.loss,
                                         self.sb_start, self.lr)

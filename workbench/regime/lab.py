@@ -52,6 +52,7 @@ class InitLab(Displayable, param.Parameterized):
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
 
     def config(self) -> dict:
         """The trial config of the current dials (see :func:`workbench.regime.rich_lazy_trial`)."""
@@ -85,12 +86,13 @@ class InitLab(Displayable, param.Parameterized):
         return self._record(rich_lazy_trial(self.config()))
 
     def start(self) -> "InitLab":
-        """Train one point in a background thread (``running`` is True until it is recorded)."""
-        if self._thread is not None and self._thread.is_alive():
-            raise ConfigError("A point is already training; wait for it (lab.wait()) before starting another.")
+        """Train one point in a background thread (``running`` is True until it is recorded and the thread is done)."""
         self.config()  # validate before starting
-        with param.edit_constant(self):
-            self.param.update(running=True, message="training…")
+        with self._start_lock:  # check-and-set: two clicks cannot start two points
+            if self.running:
+                raise ConfigError("A point is already training; wait for it (lab.wait()) before starting another.")
+            with param.edit_constant(self):
+                self.param.update(running=True, message="training…")
 
         def target():
             msg = ""
