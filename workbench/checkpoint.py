@@ -21,13 +21,12 @@ The learning-rate schedule is a pure function of the step, so it needs no state 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import weakref
 from pathlib import Path
 
 import torch
 
+from . import atomic
 from .errors import ConfigError, CorruptFileError, MissingPathError
 from .matrices import fingerprint
 
@@ -56,14 +55,7 @@ def data_fingerprint(dataset) -> str:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic.write_file(path, lambda f: torch.save(obj, f), what="checkpoint")
 
 
 def save_checkpoint(run, path) -> str:
@@ -165,7 +157,8 @@ def resume(cls, path, model=None, data=None, allow_data_change: bool = False, **
     ``params`` override the saved config (e.g. ``device="cpu"``, a new ``max_steps``); ``device`` is
     this machine's choice (``"auto"`` unless given), never the saved one.
     """
-    from . import data as data_mod, models as models_mod
+    from . import data as data_mod
+    from . import models as models_mod
 
     state = read_checkpoint(path)
     if data is None:

@@ -73,6 +73,17 @@ def seeded(seed: int, devices=()):
         yield
 
 
+@contextlib.contextmanager
+def isolated(devices=()):
+    """Run the body on the global torch generators and restore them afterwards, under the lock (no seeding).
+
+    For code that draws from the global RNG (dropout in an extra forward pass) without changing what
+    anyone else draws, even while a run trains in another thread.
+    """
+    with TORCH_RNG_LOCK, torch.random.fork_rng(devices=list(devices)):
+        yield
+
+
 class RunRNG:
     """A run's torch (CPU, CUDA), Python and NumPy random streams, seeded by ``seed``."""
 

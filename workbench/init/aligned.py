@@ -26,6 +26,7 @@ import param
 import torch
 import torch.nn.functional as F
 
+from .. import rng
 from ..errors import ConfigError
 from .base import InitRecipe, check_rank, frobenius_rescale, truncate
 from .registry import register
@@ -89,7 +90,7 @@ class Aligned(InitRecipe):
         was_training = model.training
         model.eval()
         try:
-            with torch.random.fork_rng(devices=[]), torch.enable_grad():
+            with rng.isolated(), torch.enable_grad():
                 loss, _ = loss_fn(model, batch)
                 grads = torch.autograd.grad(loss, params, allow_unused=True)
         finally:

@@ -21,8 +21,15 @@ import difflib
 import inspect
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PretrainedConfig
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PretrainedConfig,
+)
 
+from .. import rng
 from ..errors import ConfigError
 from ..registry import Registry
 
@@ -106,8 +113,7 @@ def build(preset: str, data=None, vocab_size: int | None = None, seed: int = 0, 
         ids = dict(bos=tok.bos_token_id if tok.bos_token_id is not None else 0,
                    eos=tok.eos_token_id if tok.eos_token_id is not None else 0,
                    pad=tok.pad_token_id if tok.pad_token_id is not None else 0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with rng.seeded(seed):  # under the runs' RNG lock: building never mixes with a run training elsewhere
         try:
             model = entry.obj(vocab, **ids, **overrides)
         except TypeError as exc:

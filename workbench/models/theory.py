@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import rng
 from ..errors import ConfigError
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "linear": nn.Identity}
@@ -92,8 +93,7 @@ class ReLURNN(nn.Module):
 
 def mlp(d_in: int = 16, d_hidden: int = 64, d_out: int = 1, depth: int = 2, activation: str = "relu", seed: int = 0,
         vocab: int | None = None, n_tokens: int = 2, **_) -> MLP:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with rng.seeded(seed):
         model = MLP(d_in, d_hidden, d_out, depth, activation, vocab=vocab, n_tokens=n_tokens)
     model.workbench_origin = {"builder": "mlp", "d_in": d_in, "d_hidden": d_hidden, "d_out": d_out, "depth": depth,
                               "activation": activation, "seed": seed, "vocab": vocab, "n_tokens": n_tokens}
@@ -101,8 +101,7 @@ def mlp(d_in: int = 16, d_hidden: int = 64, d_out: int = 1, depth: int = 2, acti
 
 
 def rnn(d_in: int = 3, n_hidden: int = 100, d_out: int = 2, alpha: float = 0.2, seed: int = 0, **_) -> ReLURNN:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with rng.seeded(seed):
         model = ReLURNN(d_in, n_hidden, d_out, alpha)
     model.workbench_origin = {"builder": "rnn", "d_in": d_in, "n_hidden": n_hidden, "d_out": d_out, "alpha": alpha, "seed": seed}
     return model
