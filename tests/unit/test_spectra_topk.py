@@ -155,3 +155,13 @@ def test_non_finite_and_malformed_inputs_are_refused():
         top_singular_values([torch.randn(5)], 2)
     with pytest.raises(ConfigError, match="at least one"):
         top_singular_values([], 2)
+
+
+def test_a_dict_or_an_empty_matrix_is_a_clear_error_naming_the_fix():
+    w = torch.randn(300, 200)
+    with pytest.raises(ConfigError, match=r"got a dict; pass list\(d.values\(\)\)"):
+        top_singular_values({"w": w}, 4)
+    with pytest.raises(ConfigError, match=r"empty matrices at positions \[1\].*drop them"):
+        top_singular_values([w, torch.zeros(0, 200)], 4)
+    with pytest.raises(ConfigError, match="torch.as_tensor"):
+        top_singular_values([w.numpy()], 4)

@@ -51,6 +51,13 @@ LONG_NAMES = {
     "num_traps": "spikes of the randomized ESD (correlation traps)"}
 
 
+def _values(x) -> np.ndarray:
+    """A flat fp64 numpy copy of a tensor, array or sequence (any strides, any device)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float64).numpy().ravel()
+    return np.array(x, dtype=np.float64).ravel()
+
+
 # ---------------------------------------------------------------------------------------------- power law
 class PowerLawFit(NamedTuple):
     """A power-law fit of the eigenvalue tail: exponent, lower cut-off, KS distance, tail size."""
@@ -76,7 +83,7 @@ def fit_power_law(eigenvalues, threshold: float | None = None) -> PowerLawFit:
     Given only the top k eigenvalues, the result is the full fit restricted to the top-k candidates (a
     candidate's α and KS distance depend only on the eigenvalues at and above it).
     """
-    lam = np.sort(np.asarray(torch.as_tensor(eigenvalues).detach().double().cpu().numpy(), dtype=np.float64).ravel())
+    lam = np.sort(_values(eigenvalues))
     if lam.size == 0 or not np.isfinite(lam).all():
         return PowerLawFit(math.nan, math.nan, math.nan, 0)
     thr = lam[-1] * 1e-12 if threshold is None else float(threshold)
@@ -291,7 +298,7 @@ def heavytail_metrics(s, rows: int, cols: int, total: float | None = None, top_k
     >>> m["num_spikes"], round(m["log_norm"], 2)       # no spikes; log10 ‖W‖_F² = log10(≈ 30000)
     (0.0, 4.48)
     """
-    sv = np.sort(np.abs(np.asarray(torch.as_tensor(s).detach().double().cpu().numpy(), dtype=np.float64).ravel()))[::-1]
+    sv = np.sort(np.abs(_values(s)))[::-1]
     sv = sv[np.isfinite(sv)]
     out = dict.fromkeys(FULL_VARS, math.nan)
     if sv.size == 0 or not sv[0] > 0:
@@ -309,8 +316,7 @@ def heavytail_metrics(s, rows: int, cols: int, total: float | None = None, top_k
     mp = mp_fit(lam, rows, cols, total, method="variance" if top_k else "fit")
     out.update(mp_sigma=mp.sigma, mp_bulk_max=mp.bulk_max, num_spikes=float(mp.num_spikes), mp_softrank=mp.softrank)
     if rand_s is not None:
-        rsv = np.asarray(torch.as_tensor(rand_s).detach().double().cpu().numpy(), dtype=np.float64).ravel()
-        rand_lam = rsv ** 2
+        rand_lam = _values(rand_s) ** 2
         traps = mp_fit(rand_lam, rows, cols, total, method="variance" if top_k else "fit")  # permuting keeps ‖W‖_F
         out.update(rand_distance=math.nan if top_k else rand_distance(lam, rand_lam), num_traps=float(traps.num_spikes))
     return out

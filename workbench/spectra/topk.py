@@ -35,7 +35,7 @@ True
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
@@ -235,6 +235,10 @@ def top_singular_values(matrices: torch.Tensor | Sequence[torch.Tensor], k: int,
     matrices (all with 768 columns) run as one batch. Values are fp32 (fp64 for fp64 input). Where the block
     ``k + oversample`` would be half of min(m, n) or more, they come from an exact eigendecomposition of WᵀW.
     """
+    if isinstance(matrices, Mapping):
+        raise ConfigError("top_singular_values takes a [b, m, n] tensor or a list of 2-D tensors, got a "
+                          f"{type(matrices).__name__}; pass list(d.values()) (the results come back in the same order), "
+                          "or model_spectra(d, top_k=k) for results labelled by name.")
     stacked = isinstance(matrices, torch.Tensor)
     if stacked and matrices.ndim != 3:
         raise ConfigError(f"top_singular_values takes a [b, m, n] batch or a list of 2-D matrices, got shape "
@@ -242,8 +246,14 @@ def top_singular_values(matrices: torch.Tensor | Sequence[torch.Tensor], k: int,
     mats = list(matrices.unbind(0)) if stacked else list(matrices)
     if not mats:
         raise ConfigError("top_singular_values needs at least one matrix.")
-    if any(getattr(m, "ndim", 0) != 2 for m in mats):
-        raise ConfigError(f"top_singular_values needs 2-D matrices, got shapes {[tuple(m.shape) for m in mats]}.")
+    if any(not isinstance(m, torch.Tensor) or m.ndim != 2 for m in mats):
+        got = [tuple(m.shape) if isinstance(m, torch.Tensor) else type(m).__name__ for m in mats]
+        raise ConfigError(f"top_singular_values needs 2-D torch tensors, got {got}; convert with torch.as_tensor(x) "
+                          "and reshape each to [out, in].")
+    empty = [i for i, m in enumerate(mats) if m.numel() == 0]
+    if empty:
+        raise ConfigError(f"top_singular_values got empty matrices at positions {empty} (shapes "
+                          f"{[tuple(mats[i].shape) for i in empty]}); a spectrum needs at least one entry — drop them.")
     if len({m.device for m in mats}) > 1:
         raise ConfigError("top_singular_values needs all matrices on one device; move them with .to(device) first.")
     degrees = tuple(int(d) for d in degrees)
