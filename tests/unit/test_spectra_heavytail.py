@@ -115,7 +115,7 @@ def test_probe_records_the_family_live_in_full_and_top_k_mode(stories):
     top = SpectraProbe(every=2, intruders=False, top_k=8, prefix="top_")
     run = Run("gpt2-1m", stories, probes=[full, top], batch_size=4, max_steps=4, eval_every=0, log_every=2)
     run.run(4, progress=False)
-    rec = run.record
+    rec = run.record.sel(step=[2, 4])  # the probe's steps (the record also has the loss's)
     for key in FULL_VARS + RANDOM_VARS:
         assert rec[key].dims == ("step", "matrix"), key
         assert np.isfinite(rec[key].values).all(), key
@@ -145,21 +145,31 @@ WW_COLUMNS = {"alpha": "alpha", "alpha_xmin": "xmin", "alpha_ks": "D", "num_pl_s
               "num_spikes": "num_spikes", "mp_softrank": "mp_softrank"}
 
 
-@pytest.mark.parametrize("preset", ["gpt2-1m", "llama-1m"])
-def test_every_metric_matches_weightwatcher(preset):
-    """Conv1D (GPT-2) and Linear (Llama), random init and heavy-tailed: equal to WeightWatcher 0.7.7 within 1e-6."""
+@pytest.mark.parametrize("preset, heavy, random", [
+    ("gpt2-1m", "transformer.h.1.attn.c_attn.weight", "transformer.h.1.attn.c_proj.weight"),  # Conv1D
+    ("llama-1m", "model.layers.1.mlp.down_proj.weight", "model.layers.1.self_attn.q_proj.weight"),  # Linear
+])
+def test_every_metric_matches_weightwatcher(preset, heavy, random):
+    """Conv1D (GPT-2) and Linear (Llama), heavy-tailed and random init, rectangular (stored wide or tall) and
+    square (WeightWatcher's quarter-circle branch): equal to WeightWatcher 0.7.7's ``analyze(mp_fit=True)``.
+
+    Tolerance 1e-4 relative: WeightWatcher takes the SVD in fp64, ``model_spectra`` in the weights' fp32; σ
+    differ by ~1e-7 relative, which moves the KS distance (a maximum over the tail) by up to ~1e-5. Counts
+    (``num_pl_spikes``, ``num_spikes``) are equal.
+    """
     ww = pytest.importorskip("weightwatcher")
     model = models.build(preset)
     mats = weight_matrices(model)
-    names = [n for n in mats if ".1." in n]  # one block: attention and MLP, square and rectangular (keeps it < 30 s)
-    with torch.no_grad():  # the first half heavy-tailed ("trained-like"), the second as initialized
-        for n in names[: len(names) // 2]:
-            mats[n].copy_(torch.distributions.StudentT(2.5).sample(mats[n].shape) * 0.02)
+    with torch.no_grad():  # "trained-like": heavy-tailed entries
+        mats[heavy].copy_(torch.distributions.StudentT(2.5).sample(mats[heavy].shape) * 0.02)
     watcher = ww.WeightWatcher(model=model, log_level=logging.ERROR)
-    df = watcher.analyze(mp_fit=True)
-    ds = model_spectra(model, include="|".join(n.replace(".", r"\.") for n in names))
+    ids = [int(r.layer_id) for _, r in watcher.describe().iterrows() if r.longname + ".weight" in (heavy, random)]
+    df = watcher.analyze(layers=ids, mp_fit=True)  # only these two layers: WeightWatcher's MP fit is slow
+    ds = model_spectra(model, include=f"^({heavy}|{random})$".replace(".", r"\."))
     rows = {row["longname"] + ".weight": row for _, row in df.iterrows()}
-    for name in names:
+    assert set(rows) == {heavy, random}
+    for name in (heavy, random):
         for ours, theirs in WW_COLUMNS.items():
-            assert float(ds[ours].sel(matrix=name)) == pytest.approx(rows[name][theirs], rel=1e-6, abs=1e-9), \
+            assert float(ds[ours].sel(matrix=name)) == pytest.approx(rows[name][theirs], rel=1e-4, abs=1e-9), \
                 (name, ours)
+    assert float(ds.num_spikes.sel(matrix=heavy)) > 0 == float(ds.num_spikes.sel(matrix=random))
