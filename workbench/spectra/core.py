@@ -239,7 +239,7 @@ def _model_device(model) -> torch.device | None:
 
 
 def model_spectra(model, *, include=None, exclude=None, embeddings: bool = True, top_k: int | None = None,
-                  oversample: int = 16, degrees=(4, 6), precision: str = "auto", device=None,
+                  oversample: int = 16, degrees=(4, 6), precision: str = "auto", tol: float = 1e-3, device=None,
                   alpha: bool = True, randomize: bool = False, generator: torch.Generator | None = None) -> xr.Dataset:
     """Spectra of every weight matrix of ``model``, one batched SVD per distinct shape.
 
@@ -251,7 +251,8 @@ def model_spectra(model, *, include=None, exclude=None, embeddings: bool = True,
     top_k : ``None`` computes every singular value exactly (``torch.linalg.svdvals``). An integer computes only
         the top ``top_k`` from the Gram matrix by Chebyshev-filtered subspace iteration
         (:func:`~workbench.spectra.topk.top_singular_values`: one filter round per entry of ``degrees`` on a
-        ``top_k + oversample``-wide block; ``precision`` "auto" multiplies by W in bf16 where that is native).
+        ``top_k + oversample``-wide block; ``precision`` "auto" multiplies by W in bf16 where that is native;
+        ``tol`` the relative error left at which the filter stops).
         ``spectral_norm`` is then the top value, ``frobenius_norm`` and ``stable_rank`` stay exact
         (Σσ² = ‖W‖_F²); ``effective_rank`` and ``numerical_rank`` need the whole spectrum and are NaN; the
         heavy-tailed family is computed from the top values (:mod:`~workbench.spectra.heavytail`: α fitted on the
@@ -295,7 +296,7 @@ def model_spectra(model, *, include=None, exclude=None, embeddings: bool = True,
             tensors = {n: m.detach() if dev is None else m.detach().to(dev) for n, m in mats.items()}
             first = next(iter(tensors.values()))
             used = compute_dtype(precision, first.device, torch.float64 if first.dtype == torch.float64 else torch.float32)
-            kw = dict(oversample=oversample, degrees=degrees, precision=precision)
+            kw = dict(oversample=oversample, degrees=degrees, precision=precision, tol=tol)
             tops = dict(zip(tensors, top_singular_values(list(tensors.values()), top_k, **kw)))
             if randomize and alpha:
                 shuffled = [permuted(t.unsqueeze(0), generator)[0] for t in tensors.values()]
