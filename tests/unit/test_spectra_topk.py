@@ -93,11 +93,15 @@ def test_seeded_results_repeat_and_conv1d_equals_linear():
     with torch.no_grad():
         conv.weight.copy_(w.T)
         lin.weight.copy_(w)
-    a = model_spectra(nn.ModuleDict({"p": conv}), top_k=20)
-    b = model_spectra(nn.ModuleDict({"p": lin}), top_k=20)
-    np.testing.assert_allclose(a.singular_values.values, b.singular_values.values, rtol=1e-6)
-    np.testing.assert_array_equal(model_spectra(nn.ModuleDict({"p": lin}), top_k=20).singular_values.values,
-                                  b.singular_values.values)
+    # fp32: the same values whichever way the weight is stored; bf16 ("auto" on a bf16 CPU) rounds the two memory
+    # orders' products differently, within its documented ~1e-3
+    for precision, rtol in (("float32", 1e-6), ("auto", 5e-3)):
+        a = model_spectra(nn.ModuleDict({"p": conv}), top_k=20, precision=precision)
+        b = model_spectra(nn.ModuleDict({"p": lin}), top_k=20, precision=precision)
+        np.testing.assert_allclose(a.singular_values.values, b.singular_values.values, rtol=rtol)
+        np.testing.assert_array_equal(model_spectra(nn.ModuleDict({"p": lin}), top_k=20,
+                                                    precision=precision).singular_values.values,
+                                      b.singular_values.values)
 
 
 def test_tall_matrices_summed_over_row_chunks(monkeypatch):
