@@ -139,7 +139,7 @@ def heavytail_rows(model, repeats: int) -> list[dict]:
     rows = []
     err = alpha_error(got["full"], ref)
     rows.append(row("heavytail", "WeightWatcher analyze() / model_spectra (full: α family + MP fit), 1 thread",
-                    t["weightwatcher"] / t["full"], "(context), α error ≤ 1e-4", err.max() <= 1e-4,
+                    t["weightwatcher"] / t["full"], "(context), α error ≤ 1e-3", err.max() <= 1e-3,
                     f"WeightWatcher {t['weightwatcher']:.1f} s (its default metrics, no MP fit), model_spectra "
                     f"{t['full']:.1f} s; α relative error max {err.max():.1e}; CPU bf16: {flags}"))
     tail = got["full"].num_pl_spikes.values

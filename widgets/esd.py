@@ -144,6 +144,7 @@ class ESDView(pn.viewable.Viewer):
         self._ds = source if self.run is None else None
         self._arrays: dict[str, list] = {}  # name → [(step, DataArray over matrix[, index])] read from the history
         self._cursors: dict[str, int] = {}
+        self._shapes: dict[str, tuple] | None = None
         self.badge = Alert("", alert_type="warning", visible=False)
         self.alert = Alert("", alert_type="danger", visible=False)
         self.pane = pn.pane.HoloViews(_empty(), sizing_mode="stretch_width", height=360)
@@ -172,13 +173,14 @@ class ESDView(pn.viewable.Viewer):
             if all(s in items for s in steps):
                 data[self.prefix + k] = xr.concat([items[s] for s in steps], dim=xr.DataArray(steps, dims="step"))
         ds = xr.Dataset(data)
-        if not all(self.prefix + k in ds for k in _METRICS):  # no recorded metrics: give the shapes to compute them
+        if self._shapes is None:  # the matrix shapes (read once): tell a top-k spectrum, compute missing metrics
             from workbench.matrices import weight_matrices
 
-            shapes = {n: tuple(w.shape) for n, w in weight_matrices(self.run.model).items()}
-            names = list(ds.matrix.values)
-            ds = ds.assign_coords(rows=("matrix", [shapes[n][0] for n in names]),
-                                  cols=("matrix", [shapes[n][1] for n in names]))
+            self._shapes = {n: tuple(w.shape) for n, w in weight_matrices(self.run.model).items()}
+        names = list(ds.matrix.values)
+        if all(n in self._shapes for n in names):
+            ds = ds.assign_coords(rows=("matrix", [self._shapes[n][0] for n in names]),
+                                  cols=("matrix", [self._shapes[n][1] for n in names]))
         return ds
 
     def poll(self) -> None:

@@ -173,3 +173,29 @@ def test_every_metric_matches_weightwatcher(preset, heavy, random):
             assert float(ds[ours].sel(matrix=name)) == pytest.approx(rows[name][theirs], rel=1e-4, abs=1e-9), \
                 (name, ours)
     assert float(ds.num_spikes.sel(matrix=heavy)) > 0 == float(ds.num_spikes.sel(matrix=random))
+
+
+def test_esd_view_draws_the_fit_mp_edge_and_badge_from_a_live_run(stories):
+    import holoviews as hv
+
+    from widgets.esd import ESDView, esd_data, esd_plot
+
+    run = Run("gpt2-1m", stories, probes=[SpectraProbe(every=2, intruders=False, singular_values=True)], batch_size=4,
+              max_steps=4, eval_every=0, log_every=2)
+    run.run(4, progress=False)
+    view = ESDView(run)  # reads run.history with its own cursors
+    view.stop_polling()
+    name = "transformer.h.0.mlp.c_fc.weight"
+    view.matrix, view.step = name, 2
+    assert view.param.step.objects == [None, 2, 4] and not view.alert.visible
+    d = esd_data(view.dataset(), name, 2)
+    assert d["alpha"] == pytest.approx(float(run.record.alpha.sel(step=2, matrix=name)))
+    assert d["eigenvalues"].size == 128 and not d["top_k"]
+    labels = [el.label for el in view.pane.object]
+    assert any(label.startswith("power law α =") for label in labels) and "MP edge λ+" in labels
+    assert view.badge.visible == bool(d["warning"])
+    hv.render(esd_plot(d, name))  # renders in Bokeh without error
+    # a static Dataset with a planted α = 2.5 tail shows no warning
+    lam = np.sort(np.concatenate([_pareto_eigenvalues(2.5, 300, 1), 0.3 * np.random.default_rng(2).random(100)]))[::-1]
+    ok = esd_data(model_spectra({"w": _with_spectrum(600, 400, np.sqrt(lam))}), "w")
+    assert ok["warning"] == "" and 2 < ok["alpha"] < 3
