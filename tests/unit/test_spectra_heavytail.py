@@ -187,7 +187,7 @@ def test_esd_view_draws_the_fit_mp_edge_and_badge_from_a_live_run(stories):
     view.stop_polling()
     name = "transformer.h.0.mlp.c_fc.weight"
     view.matrix, view.step = name, 2
-    assert view.param.step.objects == [None, 2, 4] and not view.alert.visible
+    assert view.param.step.objects == [None, 0, 2, 4] and not view.alert.visible  # the probe also logs step 0
     d = esd_data(view.dataset(), name, 2)
     assert d["alpha"] == pytest.approx(float(run.record.alpha.sel(step=2, matrix=name)))
     assert d["eigenvalues"].size == 128 and not d["top_k"]
