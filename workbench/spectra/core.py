@@ -26,7 +26,7 @@ per distinct shape, on the model's device.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, NamedTuple
+from typing import Iterable, Mapping
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..matrices import weight_matrices
+from .heavytail import FULL_VARS, LONG_NAMES, RANDOM_VARS, PowerLawFit, fit_power_law, heavytail_metrics, permuted
 from .topk import compute_dtype, tall, top_singular_values
 
 
@@ -145,62 +146,6 @@ def numerical_rank(matrix, tol: float | None = None) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- alpha
-class PowerLawFit(NamedTuple):
-    """A power-law fit of the eigenvalue tail: exponent, lower cut-off, KS distance, tail size."""
-
-    alpha: float
-    xmin: float
-    ks_distance: float
-    n_tail: int
-
-
-def fit_power_law(eigenvalues, threshold: float | None = None) -> PowerLawFit:
-    """Fit p(λ) ∝ λ^(−α), λ ≥ λ_min, to the tail of ``eigenvalues`` (Clauset–Shalizi–Newman 2009).
-
-    For every candidate cut-off λ_min among the eigenvalues (all but the largest), the continuous
-    maximum-likelihood exponent of the tail {λ ≥ λ_min} (n values) is α = 1 + n / Σ ln(λ/λ_min); the
-    cut-off kept is the one whose Kolmogorov–Smirnov distance between the tail's empirical CDF and
-    the fitted CDF 1 − (λ/λ_min)^(1−α) is smallest. This is exactly WeightWatcher's default
-    (``WWFit.fit_power_law_standard``); the differences are documented in ``docs/spectra.md``:
-    eigenvalues at or below ``threshold`` (default: λ_max · 1e-12, i.e. numerically zero; WeightWatcher
-    uses an absolute 1e-5) are dropped, and tails of fewer than 20 eigenvalues use the same estimator
-    (WeightWatcher switches to a bias-corrected variant). Needs ≥ 3 positive eigenvalues, else NaN.
-
-    >>> import numpy as np
-    >>> lam = (1 - np.random.default_rng(0).random(4000)) ** (-1 / 1.5)   # α = 2.5 Pareto samples
-    >>> round(fit_power_law(lam).alpha, 1)
-    2.5
-    """
-    lam = np.sort(np.asarray(torch.as_tensor(eigenvalues).detach().double().cpu().numpy(), dtype=np.float64).ravel())
-    if lam.size == 0 or not np.isfinite(lam).all():
-        return PowerLawFit(math.nan, math.nan, math.nan, 0)
-    thr = lam[-1] * 1e-12 if threshold is None else float(threshold)
-    lam = lam[lam > max(thr, 0.0)]
-    n_all = lam.size
-    if n_all < 3:
-        return PowerLawFit(math.nan, math.nan, math.nan, int(n_all))
-    log = np.log(lam)
-    # tail i = lam[i:], n_i = N − i values, for i in 0..N−2
-    n = (n_all - np.arange(n_all - 1)).astype(np.float64)  # [N-1]
-    suffix = np.cumsum(log[::-1])[::-1][: n_all - 1]  # Σ_{j ≥ i} ln λ_j
-    denom = suffix - n * log[: n_all - 1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        alphas = 1.0 + n / denom
-    ks = np.ones(n_all - 1)
-    # KS distance per candidate: the vectorised form of WeightWatcher's loop (O(N²) memory-free loop
-    # over candidates; N ≤ a few thousand eigenvalues per matrix, so this costs milliseconds).
-    for i in range(n_all - 1):
-        a = alphas[i]
-        if not (a > 1.0 and np.isfinite(a)):
-            continue
-        tail = lam[i:]
-        fitted = 1.0 - (tail / lam[i]) ** (1.0 - a)
-        empirical = np.arange(tail.size) / tail.size
-        ks[i] = np.max(np.abs(fitted - empirical))
-    best = int(np.argmin(ks))
-    return PowerLawFit(float(alphas[best]), float(lam[best]), float(ks[best]), int(n[best]))
-
-
 def power_law_alpha(matrix) -> float:
     """Tail exponent α of the eigenvalues σ² of ``matrix`` (see :func:`fit_power_law`)."""
     return fit_power_law(singular_values(matrix).double() ** 2).alpha
@@ -294,8 +239,8 @@ def _model_device(model) -> torch.device | None:
 
 
 def model_spectra(model, *, include=None, exclude=None, embeddings: bool = True, top_k: int | None = None,
-                  oversample: int = 16, degrees=(4, 6), precision: str = "auto", device=None,
-                  alpha: bool = True) -> xr.Dataset:
+                  oversample: int = 16, degrees=(4, 6), precision: str = "auto", tol: float = 1e-3, device=None,
+                  alpha: bool = True, randomize: bool = False, generator: torch.Generator | None = None) -> xr.Dataset:
     """Spectra of every weight matrix of ``model``, one batched SVD per distinct shape.
 
     Parameters
@@ -306,17 +251,26 @@ def model_spectra(model, *, include=None, exclude=None, embeddings: bool = True,
     top_k : ``None`` computes every singular value exactly (``torch.linalg.svdvals``). An integer computes only
         the top ``top_k`` from the Gram matrix by Chebyshev-filtered subspace iteration
         (:func:`~workbench.spectra.topk.top_singular_values`: one filter round per entry of ``degrees`` on a
-        ``top_k + oversample``-wide block; ``precision`` "auto" multiplies by W in bf16 where that is native).
+        ``top_k + oversample``-wide block; ``precision`` "auto" multiplies by W in bf16 where that is native;
+        ``tol`` the relative error left at which the filter stops).
         ``spectral_norm`` is then the top value, ``frobenius_norm`` and ``stable_rank`` stay exact
-        (Σσ² = ‖W‖_F²); ``effective_rank``, ``alpha`` and ``numerical_rank`` need the whole spectrum and are NaN.
+        (Σσ² = ‖W‖_F²); ``effective_rank`` and ``numerical_rank`` need the whole spectrum and are NaN; the
+        heavy-tailed family is computed from the top values (:mod:`~workbench.spectra.heavytail`: α fitted on the
+        top k, the MP bulk from the variance instead of a fit of the bulk's density).
     device : where to compute (default: the model's device).
-    alpha : fit the power-law exponent (a few ms per matrix on the CPU).
+    alpha : compute the heavy-tailed family — α and its fit, the norm metrics, the Marchenko–Pastur bulk
+        (``heavytail.FULL_VARS``; a few ms per matrix on the CPU).
+    randomize : also compare each matrix with its entries permuted (``rand_distance``, ``num_traps``): one more
+        spectrum per matrix. ``generator``: the CPU ``torch.Generator`` for the permutations (default: seed 0).
 
     Returns
     -------
     ``xarray.Dataset`` with ``singular_values`` (``matrix``, ``index``; NaN-padded, descending) and per matrix
     ``effective_rank``, ``stable_rank``, ``spectral_norm``, ``frobenius_norm``, ``alpha``, ``alpha_xmin``,
-    ``numerical_rank``; coords ``rows``/``cols`` give each matrix's ``[out, in]`` shape.
+    ``numerical_rank``, the heavy-tailed family (``alpha``, ``alpha_xmin``, ``alpha_ks``, ``num_pl_spikes``,
+    ``alpha_weighted``, ``log_norm``, ``log_spectral_norm``, ``log_alpha_norm``, ``mp_sigma``, ``mp_bulk_max``,
+    ``num_spikes``, ``mp_softrank``; with ``randomize`` also ``rand_distance``, ``num_traps``); coords
+    ``rows``/``cols`` give each matrix's ``[out, in]`` shape.
 
     >>> from workbench import models
     >>> ds = model_spectra(models.build("gpt2-1m"), embeddings=False)
@@ -336,58 +290,74 @@ def model_spectra(model, *, include=None, exclude=None, embeddings: bool = True,
     per: dict[str, dict] = {}
     used = None
     with torch.no_grad():
+        if randomize and generator is None:
+            generator = torch.Generator().manual_seed(0)
         if top_k is not None:  # one call for all matrices: same-size Gram matrices share one batched filter
             tensors = {n: m.detach() if dev is None else m.detach().to(dev) for n, m in mats.items()}
             first = next(iter(tensors.values()))
             used = compute_dtype(precision, first.device, torch.float64 if first.dtype == torch.float64 else torch.float32)
-            tops = dict(zip(tensors, top_singular_values(list(tensors.values()), top_k, oversample=oversample,
-                                                         degrees=degrees, precision=precision)))
+            kw = dict(oversample=oversample, degrees=degrees, precision=precision, tol=tol)
+            tops = dict(zip(tensors, top_singular_values(list(tensors.values()), top_k, **kw)))
+            if randomize and alpha:
+                shuffled = [permuted(t.unsqueeze(0), generator)[0] for t in tensors.values()]
+                rand_tops = dict(zip(tensors, top_singular_values(shuffled, top_k, **kw)))
+                del shuffled
         for (shape, _), group in group_by_shape(mats).items():
+            rand = None
             if top_k is None:
                 batch = stack(mats, group, dev)  # [b, m, n]
                 _check_finite(batch, f"one of the matrices {group}")
                 fro_sq = batch.pow(2).sum((-2, -1))  # [b]
                 s = svdvals(batch)  # [b, r]
+                erank = effective_rank_sv(s, shape).tolist()
+                nrank = numerical_rank_sv(s, shape).tolist()
+                if randomize and alpha:
+                    rand = svdvals(permuted(batch, generator)).double().cpu().numpy()
             else:
                 s = torch.stack([tops[n] for n in group])  # [b, k]
                 fro_sq = torch.stack([frobenius_sq(tensors[n]) for n in group]).to(s.dtype)  # [b]
-            if top_k is None:
-                erank = effective_rank_sv(s, shape).tolist()
-                nrank = numerical_rank_sv(s, shape).tolist()
-            else:
                 erank = nrank = [math.nan] * len(group)
+                if randomize and alpha:
+                    rand = torch.stack([rand_tops[n] for n in group]).double().cpu().numpy()
             srank = stable_rank_sv(s, fro_sq).tolist()
             s_cpu = s.double().cpu().numpy()
+            fro_cpu = fro_sq.double().cpu().numpy()
             for j, name in enumerate(group):
-                fit = fit_power_law(s_cpu[j] ** 2) if (alpha and top_k is None) else PowerLawFit(math.nan, math.nan, math.nan, 0)
+                tail = (heavytail_metrics(s_cpu[j], *shape, total=fro_cpu[j], top_k=top_k is not None,
+                                          rand_s=None if rand is None else rand[j]) if alpha else {})
                 per[name] = dict(sv=s_cpu[j], effective_rank=erank[j], stable_rank=srank[j],
-                                 spectral_norm=float(s_cpu[j][0]), frobenius_norm=float(fro_sq[j].sqrt()),
-                                 alpha=fit.alpha, alpha_xmin=fit.xmin, numerical_rank=float(nrank[j]),
-                                 rows=shape[0], cols=shape[1])
+                                 spectral_norm=float(s_cpu[j][0]), frobenius_norm=float(np.sqrt(fro_cpu[j])),
+                                 numerical_rank=float(nrank[j]), rows=shape[0], cols=shape[1], **tail)
     width = max(len(p["sv"]) for p in per.values())
     sv = np.full((len(names), width), np.nan)
     for i, name in enumerate(names):
         sv[i, : len(per[name]["sv"])] = per[name]["sv"]
-    scalar = lambda key: ("matrix", np.array([per[n][key] for n in names], dtype=float))  # noqa: E731
+    scalar = lambda key: ("matrix", np.array([per[n].get(key, math.nan) for n in names], dtype=float))  # noqa: E731
+    family = FULL_VARS + (RANDOM_VARS if randomize else ())
     ds = xr.Dataset(
         {"singular_values": (("matrix", "index"), sv),
          **{key: scalar(key) for key in ("effective_rank", "stable_rank", "spectral_norm", "frobenius_norm",
-                                         "alpha", "alpha_xmin", "numerical_rank")}},
+                                         "numerical_rank") + family}},
         coords={"matrix": names, "index": np.arange(width),
                 "rows": ("matrix", [per[n]["rows"] for n in names]), "cols": ("matrix", [per[n]["cols"] for n in names])},
         attrs={"method": "full" if top_k is None else (f"Chebyshev-filtered subspace iteration on the Gram matrix (top_k={top_k}, "
                                                        f"oversample={oversample}, degrees={tuple(degrees)}, "
                                                        f"precision={precision}: {used}; steep spectra redone in "
                                                        f"fp32 or by the exact SVD)"),
-               "alpha_estimator": "power-law MLE on eigenvalues σ², xmin by minimal KS distance (WeightWatcher's)"},
+               "alpha_estimator": "power-law MLE on eigenvalues σ², xmin by minimal KS distance (WeightWatcher's)"
+                                  + ("; fitted on the top-k eigenvalues" if top_k is not None else ""),
+               "mp_method": "fit" if top_k is None else "variance"},
     )
+    for key in family:
+        ds[key].attrs["long_name"] = LONG_NAMES[key]
     ds["effective_rank"].attrs["long_name"] = "effective rank exp(H(σ/Σσ))"
     ds["stable_rank"].attrs["long_name"] = "stable rank ‖W‖_F²/‖W‖_2²"
     return ds
 
 
 def spectra_table(ds: xr.Dataset, columns: Iterable[str] = ("rows", "cols", "effective_rank", "stable_rank",
-                                                              "spectral_norm", "alpha", "numerical_rank")):
+                                                              "spectral_norm", "alpha", "num_spikes",
+                                                              "numerical_rank")):
     """The per-matrix columns of a :func:`model_spectra` result as a pandas DataFrame indexed by ``matrix``."""
     import pandas as pd
 

@@ -35,7 +35,7 @@ True
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
@@ -226,7 +226,7 @@ def chebyshev_subspace(g: torch.Tensor, q: int, k: int | None = None, degrees: S
 
 def top_singular_values(matrices: torch.Tensor | Sequence[torch.Tensor], k: int, *, oversample: int = 16,
                         degrees: Sequence[int] = (4, 6), precision: str = "auto",
-                        seed: int = 0) -> torch.Tensor | list[torch.Tensor]:
+                        seed: int = 0, tol: float = 1e-3) -> torch.Tensor | list[torch.Tensor]:
     """Top-``k`` singular values (descending) of many matrices, all Gram matrices of one size in one batch.
 
     ``matrices``: a ``[b, m, n]`` tensor (returns ``[b, k]``) or a sequence of 2-D tensors of any shapes on one
@@ -234,7 +234,14 @@ def top_singular_values(matrices: torch.Tensor | Sequence[torch.Tensor], k: int,
     All matrices whose min(m, n) is the same share one batched filter — a GPT-2's attention, MLP and embedding
     matrices (all with 768 columns) run as one batch. Values are fp32 (fp64 for fp64 input). Where the block
     ``k + oversample`` would be half of min(m, n) or more, they come from an exact eigendecomposition of WᵀW.
+    ``tol``: a matrix keeps filtering while its estimated error left exceeds ``tol`` × σ_k (1e-3 suits ranks and
+    norms; the power-law fit of a flat, random-init spectrum moves by % for 1e-4 perturbations — use fp32 and
+    ~1e-6 when α must match the full fit, see ``docs/spectra.md``).
     """
+    if isinstance(matrices, Mapping):
+        raise ConfigError("top_singular_values takes a [b, m, n] tensor or a list of 2-D tensors, got a "
+                          f"{type(matrices).__name__}; pass list(d.values()) (the results come back in the same order), "
+                          "or model_spectra(d, top_k=k) for results labelled by name.")
     stacked = isinstance(matrices, torch.Tensor)
     if stacked and matrices.ndim != 3:
         raise ConfigError(f"top_singular_values takes a [b, m, n] batch or a list of 2-D matrices, got shape "
@@ -242,8 +249,14 @@ def top_singular_values(matrices: torch.Tensor | Sequence[torch.Tensor], k: int,
     mats = list(matrices.unbind(0)) if stacked else list(matrices)
     if not mats:
         raise ConfigError("top_singular_values needs at least one matrix.")
-    if any(getattr(m, "ndim", 0) != 2 for m in mats):
-        raise ConfigError(f"top_singular_values needs 2-D matrices, got shapes {[tuple(m.shape) for m in mats]}.")
+    if any(not isinstance(m, torch.Tensor) or m.ndim != 2 for m in mats):
+        got = [tuple(m.shape) if isinstance(m, torch.Tensor) else type(m).__name__ for m in mats]
+        raise ConfigError(f"top_singular_values needs 2-D torch tensors, got {got}; convert with torch.as_tensor(x) "
+                          "and reshape each to [out, in].")
+    empty = [i for i, m in enumerate(mats) if m.numel() == 0]
+    if empty:
+        raise ConfigError(f"top_singular_values got empty matrices at positions {empty} (shapes "
+                          f"{[tuple(mats[i].shape) for i in empty]}); a spectrum needs at least one entry — drop them.")
     if len({m.device for m in mats}) > 1:
         raise ConfigError("top_singular_values needs all matrices on one device; move them with .to(device) first.")
     degrees = tuple(int(d) for d in degrees)
@@ -258,12 +271,12 @@ def top_singular_values(matrices: torch.Tensor | Sequence[torch.Tensor], k: int,
     values: list[torch.Tensor | None] = [None] * len(mats)
     for r, idx in by_size.items():
         group, k_r = [mats[i] for i in idx], min(int(k), r)
-        got = _top_values(r, group, k_r, int(oversample), degrees, dtype, out_dtype, seed)
+        got = _top_values(r, group, k_r, int(oversample), degrees, dtype, out_dtype, seed, tol)
         if dtype == torch.bfloat16:  # steep spectra: bf16's G cannot resolve them
             steep = [j for j, v in enumerate(got) if not bool(v[-1] >= STEEP * v[0])]
             if steep:
                 redo = _top_values(r, [group[j] for j in steep], k_r, int(oversample), degrees, torch.float32,
-                                   out_dtype, seed)
+                                   out_dtype, seed, tol)
                 for j, v in zip(steep, redo):
                     got[j] = v
         if out_dtype == torch.float32:  # nor can fp32's G resolve σ_k ≪ σ_1
@@ -276,7 +289,7 @@ def top_singular_values(matrices: torch.Tensor | Sequence[torch.Tensor], k: int,
 
 
 def _top_values(r: int, mats: list[torch.Tensor], k: int, oversample: int, degrees: tuple[int, ...],
-                dtype: torch.dtype, out_dtype: torch.dtype, seed: int) -> list[torch.Tensor]:
+                dtype: torch.dtype, out_dtype: torch.dtype, seed: int, tol: float = 1e-3) -> list[torch.Tensor]:
     """Top-k values of matrices that all have min(m, n) = r (their Gram matrices are all [r, r])."""
     q = min(k + oversample, r)
     if 2 * q >= r:  # the block would be most of the space: the exact eigenvalues of G are as cheap
@@ -298,7 +311,7 @@ def _top_values(r: int, mats: list[torch.Tensor], k: int, oversample: int, degre
             total += gram(chunk(), out=partial)
         out.copy_(total)
     _check_gram(grams)
-    basis, from_gram = chebyshev_subspace(grams, q, k, degrees, seed=seed)  # [b, r, q], [b, k]
+    basis, from_gram = chebyshev_subspace(grams, q, k, degrees, tol=tol, seed=seed)  # [b, r, q], [b, k]
     if dtype == torch.bfloat16:
         # G's rounding to bf16 moves a Ritz value by ~2⁻⁹·λ_mean/√r: below W's own rounding unless the
         # spectrum is steep, and "auto" redoes steep matrices in fp32. No second pass over W.
