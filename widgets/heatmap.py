@@ -125,7 +125,7 @@ class MatrixHeatmap(_Snapshots):
                               streams=[self.curve_pipe]).opts(
             hv.opts.Curve(framewise=True, responsive=True, height=220, tools=["hover"], show_grid=True),
             hv.opts.Scatter(framewise=True, size=5), hv.opts.Overlay(title=f"{label}: one matrix"))
-        picker = pn.widgets.Select.from_param(self.param.matrix, name="matrix", sizing_mode="stretch_width")
+        picker = pn.widgets.Select.from_param(self.param.matrix, label="matrix", sizing_mode="stretch_width")
         return [pn.pane.HoloViews(heat, sizing_mode="stretch_width", height=self.height, linked_axes=False),
                 picker, pn.pane.HoloViews(curve, sizing_mode="stretch_width", height=220, linked_axes=False)]
 
@@ -143,7 +143,7 @@ class SpectrumSnapshot(_Snapshots):
     def __init__(self, name: str, **params):
         super().__init__(name, **params)
         self.pipe = Pipe(data=None)
-        self.slider = pn.widgets.IntSlider(name="measurement", start=0, end=1, value=0, sizing_mode="stretch_width")
+        self.slider = pn.widgets.IntSlider(label="measurement", start=0, end=1, value=0, sizing_mode="stretch_width")
         self.step_text = pn.pane.Markdown("", margin=(0, 10))
         self.slider.param.watch(self._on_slider, "value")
         self.param.watch(lambda *_: self._send_curves(), ["matrix", "position"])
@@ -205,6 +205,6 @@ class SpectrumSnapshot(_Snapshots):
             hv.opts.Curve(logx=True, logy=True, tools=["hover"], responsive=True, height=self.height, framewise=True,
                           show_grid=True, xlabel="index (1 = largest)"),
             hv.opts.Overlay(title=label, legend_position="top_right"))
-        picker = pn.widgets.Select.from_param(self.param.matrix, name="matrix", sizing_mode="stretch_width")
+        picker = pn.widgets.Select.from_param(self.param.matrix, label="matrix", sizing_mode="stretch_width")
         return [pn.Row(picker, self.slider, self.step_text, sizing_mode="stretch_width"),
                 pn.pane.HoloViews(plot, sizing_mode="stretch_width", height=self.height, linked_axes=False)]

@@ -24,6 +24,7 @@ Errors from buttons or from the background run are shown as a one-line message, 
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -73,6 +74,8 @@ class TrainingMonitor(Poller, pn.viewable.Viewer):
     header = param.String(default="", doc="A line of text under the title (e.g. a stage's fixed settings).")
     extras = param.List(default=[], doc="Further panels below the plots (a stage's own tools: mitigation, relearn…).")
     probes = param.Boolean(default=True, doc="Show one panel per attached probe (also probes attached later).")
+    compact_if_shown = param.Boolean(default=True, doc="Displayed again while this run's monitor is on the page "
+                                                        "(e.g. a cell ending in run.start()): a one-line status instead.")
 
     def __init__(self, run: Run, **params):
         super().__init__(run=run, **params)
@@ -119,9 +122,9 @@ class TrainingMonitor(Poller, pn.viewable.Viewer):
                        "grad_norm": TimeSeries(["grad_norm"], title="gradient norm (before clipping)", height=h,
                                                buffer_length=self.buffer_length)}
         # Shared view options of the core plots: one smoothing slider and one x axis for all three.
-        self.smoothing = pn.widgets.FloatSlider(name="smoothing (EMA β)", start=0, end=0.99, step=0.01, value=0.0, width=170)
+        self.smoothing = pn.widgets.FloatSlider(label="smoothing (EMA β)", start=0, end=0.99, step=0.01, value=0.0, width=170)
         self.x_axis = pn.widgets.RadioButtonGroup(options=["step", "wall_time"], value="step", width=160)
-        self.logy = pn.widgets.Checkbox(name="log loss", value=False, width=90)
+        self.logy = pn.widgets.Checkbox(label="log loss", value=False, width=90)
         self.smoothing.param.watch(lambda e: [ts.param.update(smoothing=e.new) for ts in self.series.values()], "value")
         self.x_axis.param.watch(lambda e: [ts.param.update(x=e.new) for ts in self.series.values()], "value")
         self.logy.param.watch(lambda e: self.series["loss"].param.update(logy=e.new), "value")
@@ -150,12 +153,24 @@ class TrainingMonitor(Poller, pn.viewable.Viewer):
     def _repr_mimebundle_(self, include=None, exclude=None):
         # Displaying a run in a notebook lands here; Panel needs its extension loaded in the kernel first.
         load_notebook_extension()
+        shown = _ON_PAGE.get(self.run)
+        if self.compact_if_shown and shown is not None and shown is not self and shown._callback is not None:
+            # The run's monitor is already on the page (a cell ending in run.start() or run.run(n) displays
+            # the run it returns): one live status line instead of a second monitor.
+            self.stop_polling()
+            return RunStatus(self.run)._repr_mimebundle_(include, exclude)
+        _ON_PAGE[self.run] = self
         return super()._repr_mimebundle_(include, exclude)
 
     @property
     def buffers(self) -> dict[str, Buffer]:
         """The streams behind the core plots, by history column (what the plots draw)."""
         return {name: buf for ts in self.series.values() for name, buf in ts.buffers.items()}
+
+    def part(self, name: str):
+        """The plot showing history name ``name`` — a core plot or a probe panel's — or None (not logged yet)."""
+        core = next((ts for ts in self.series.values() if name in ts.buffers), None)
+        return core or next((p for p in (v.part(name) for v in self.probe_panels.values()) if p is not None), None)
 
     # ------------------------------------------------------------------ probes
     def _sync_probes(self) -> None:
@@ -209,11 +224,12 @@ class TrainingMonitor(Poller, pn.viewable.Viewer):
             n += panel.read()
         return n
 
-    def flush(self) -> None:
-        for ts in self.series.values():
-            ts.flush()
-        for panel in self.probe_panels.values():
-            panel.flush()
+    def pinned(self) -> list:
+        return list(self.series.values())
+
+    def parts(self) -> list:
+        """Core plots first, then every probe panel's plots (flushed in turn while training)."""
+        return [*self.series.values(), *(p for panel in self.probe_panels.values() for p in panel.parts())]
 
     def refresh(self) -> None:
         self._refresh_status()
@@ -338,6 +354,41 @@ class TrainingMonitor(Poller, pn.viewable.Viewer):
             return f"Checkpoint at step {self.run.global_step} saved to {written}."
 
         self._guarded(save)
+
+
+_ON_PAGE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # run -> the monitor displayed for it
+
+
+class RunStatus(Poller, pn.viewable.Viewer):
+    """One live line about a run whose monitor is shown elsewhere on the page (step, status, loss)."""
+
+    def __init__(self, run: Run, period: int = 500):
+        super().__init__()
+        self.source = self.run = run
+        self.period = period
+        self.text = Markdown(self._text(), margin=(0, 10))
+        self.start_polling()
+
+    def _text(self) -> str:
+        run = self.run
+        return (f"{type(run).__name__} · {run.label or run.run_id} · step {run.global_step} · {run.status} — its monitor "
+                f"is shown above (`widgets.view(run, compact_if_shown=False)` for another)")
+
+    def read(self) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
+
+    def refresh(self) -> None:
+        text = self._text()
+        if text != self.text.object:
+            self.text.object = text
+        if not self.run.running and self.run.status != "running":
+            self.stop_polling()
+
+    def __panel__(self):
+        return self.text
 
 
 @register_view(Run)

@@ -78,12 +78,12 @@ class ProbeView(Poller, pn.viewable.Viewer):
         self.feed = Feed(run.history)
         self.series: dict[str, TimeSeries] = {}  # by unit group
         self.arrays: dict[str, MatrixHeatmap | SpectrumSnapshot] = {}
-        self.parts = list(parts or [])  # richer views' own plots: add_rows(rows), flush(), clear()
+        self.extra_parts = list(parts or [])  # richer views' own plots: add_rows(rows), flush(), clear()
         self.alert = Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
         self.placeholder = pn.pane.Markdown("*No measurement yet: plots appear as the probe logs.*")
         self.plots = pn.Column(self.placeholder, sizing_mode="stretch_width")
         header = [pn.pane.Markdown(f"#### {self.title}")] if self.title else []
-        self._layout = pn.Column(*header, self.alert, self.plots, *self.parts, sizing_mode="stretch_width")
+        self._layout = pn.Column(*header, self.alert, self.plots, *self.extra_parts, sizing_mode="stretch_width")
         self._rows: list[dict] = []
         if poll:
             self.start_polling()
@@ -100,13 +100,13 @@ class ProbeView(Poller, pn.viewable.Viewer):
         rows = self.feed.rows()
         if self.feed.reset:
             self.feed.reset = False
-            for part in [*self.series.values(), *self.arrays.values(), *self.parts]:
+            for part in self.parts():
                 part.clear()
         for row in rows:
             for name, value in row.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and self._wanted(name):
                     self._series_for(name)
-        for part in [*self.series.values(), *self.parts]:
+        for part in [*self.series.values(), *self.extra_parts]:
             part.add_rows(rows)
         n = len(rows)
         for name in self.feed.array_names():
@@ -149,10 +149,15 @@ class ProbeView(Poller, pn.viewable.Viewer):
         objects = [o for o in self.plots.objects if o is not self.placeholder]
         self.plots.objects = [*objects, part]
 
+    def part(self, name: str):
+        """The plot showing history name ``name`` (a TimeSeries or a heatmap/snapshot), or None."""
+        if name in self.arrays:
+            return self.arrays[name]
+        return next((ts for ts in self.series.values() if name in ts.buffers), None)
+
     # ------------------------------------------------------------------ drawing
-    def flush(self) -> None:
-        for part in [*self.series.values(), *self.arrays.values(), *self.parts]:
-            part.flush()
+    def parts(self) -> list:
+        return [*self.series.values(), *self.arrays.values(), *self.extra_parts]
 
     def refresh(self) -> None:
         if self.alert.visible:

@@ -87,12 +87,12 @@ class TimeSeries(pn.viewable.Viewer):
         self._pending: dict[str, list] = {}
         self._wall: dict[int, float] = {}
         self._rebuild = False
-        self.pane = pn.pane.HoloViews(None, sizing_mode="stretch_width", height=self.height, linked_axes=False)
+        self.pane = None
         for c in columns:
             self.add_column(c)
         for label in self.references:
             self.add_column(label)
-        self.pane.object = self._figure()
+        self.pane = pn.pane.HoloViews(self._figure(), sizing_mode="stretch_width", height=self.height, linked_axes=False)
         self.param.watch(self._on_view_option, ["logy", "x"])
         self.param.watch(self._on_smoothing, ["smoothing"])
 
@@ -104,7 +104,7 @@ class TimeSeries(pn.viewable.Viewer):
         self.columns.append(name)
         self.buffers[name] = Buffer(empty_frame(name, "smooth", "wall_time"), length=self.buffer_length, index=False)
         self._raw[name] = deque(maxlen=self.buffer_length)
-        self._rebuild = bool(self.pane.object is not None)
+        self._rebuild = self.pane is not None
 
     def add_rows(self, rows: list[dict]) -> int:
         """Keep the finite values of this plot's columns from history rows (sent at :meth:`flush`)."""
@@ -204,7 +204,7 @@ class TimeSeries(pn.viewable.Viewer):
         xlabel = "wall time (s)" if x == "wall_time" else "step"
         return overlay.opts(
             hv.opts.Curve(framewise=True, tools=["hover"], show_grid=True, logy=self.logy, responsive=True,
-                          height=self.height, xlabel=xlabel),
+                          height=self.height, xlabel=xlabel, title=self.title),
             hv.opts.Scatter(framewise=True, tools=["hover"], logy=self.logy, responsive=True, height=self.height),
             hv.opts.Overlay(title=self.title, legend_position="top_right", responsive=True, height=self.height,
                             show_legend=len(self.columns) > 1 or smoothing))
@@ -212,7 +212,7 @@ class TimeSeries(pn.viewable.Viewer):
     def controls(self):
         """Smoothing, log-y and x-axis widgets for this plot."""
         return pn.Row(pn.widgets.FloatSlider.from_param(self.param.smoothing, width=160),
-                      pn.widgets.Checkbox.from_param(self.param.logy, name="log y", width=70),
+                      pn.widgets.Checkbox.from_param(self.param.logy, label="log y", width=70),
                       pn.widgets.RadioButtonGroup.from_param(self.param.x, width=150))
 
     def __panel__(self):

@@ -94,8 +94,10 @@ class Poller:
 
     period: int = 300  # ms between polls
     max_ui_share: float = 0.05  # share of time spent re-rendering plots while the source trains
+    flush_budget: float = 0.1  # s: while training, one flush updates plots until this is spent (at least one)
     _callback = None
     _next_flush = 0.0
+    _rotation = 0
 
     def start_polling(self) -> None:
         """Register the periodic poll in the current server session or notebook kernel (idempotent)."""
@@ -129,8 +131,10 @@ class Poller:
                 busy = False
             now = time.perf_counter()
             with pn.io.hold():
-                if force or not busy or now >= self._next_flush:
+                if force or not busy:
                     self.flush()
+                elif now >= self._next_flush:
+                    self.flush_some(self.flush_budget)
                     self._next_flush = time.perf_counter() + (time.perf_counter() - now) / self.max_ui_share
                 self.refresh()
             return n
@@ -138,11 +142,54 @@ class Poller:
             self.show_error(exc)
             return 0
 
+    def follow(self, interval: float = 0.5, timeout: float | None = None) -> None:
+        """Block until the source stops training, refreshing the plots from *this* thread meanwhile.
+
+        A notebook cell that waits for training (``run.run()``, ``run.wait()``) blocks the kernel's event
+        loop and with it every periodic callback, so the plots would freeze until the cell ends; a cell
+        that ends with ``view.follow()`` after ``run.start()`` keeps them live (outgoing plot updates flow
+        from a busy cell). Incoming clicks (Stop) wait for the cell to end: interrupt the kernel to stop.
+        """
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        while self.is_busy() and (deadline is None or time.perf_counter() < deadline):
+            self.poll(force=False)
+            time.sleep(interval)
+        self.poll()
+
     def read(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def flush(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def parts(self) -> list:
+        """The plots this view flushes (objects with ``flush()``), in priority order."""
+        return []
+
+    def pinned(self) -> list:
+        """Plots updated at every flush, whatever the budget (a monitor's core curves)."""
+        return []
+
+    def flush(self) -> None:
+        """Send everything read so far to every plot."""
+        for part in self.parts():
+            part.flush()
+
+    def flush_some(self, budget: float) -> None:
+        """Flush plots in turn (continuing where the last call stopped) until ``budget`` seconds are spent.
+
+        One HoloViews update costs tens of ms (more on a loaded machine); a monitor with a dozen probe plots
+        flushed at once would spend seconds per flush, and the throttle would then starve every plot (the
+        loss curve included) for a minute. Taking turns keeps every plot fresh at a bounded cost.
+        """
+        t0 = time.perf_counter()
+        pinned = self.pinned()
+        for part in pinned:  # e.g. the loss curve: every flush
+            part.flush()
+        parts = [p for p in self.parts() if all(p is not q for q in pinned)]
+        for i in range(len(parts)):
+            parts[(self._rotation + i) % len(parts)].flush()
+            if time.perf_counter() - t0 > budget:
+                self._rotation = (self._rotation + i + 1) % len(parts)
+                return
+        self._rotation = 0
 
     def refresh(self) -> None:
         """Called on every poll after the (possible) flush: cheap updates such as a status line."""
