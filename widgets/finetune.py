@@ -14,7 +14,6 @@ a feed of cursors per view, rows → bounded ``Buffer``s) and update their plots
 from __future__ import annotations
 
 import holoviews as hv
-import numpy as np
 import pandas as pd
 import panel as pn
 import torch

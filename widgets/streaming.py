@@ -120,7 +120,7 @@ class Poller:
     def poll(self, force: bool = True) -> int:
         """Read what is new, flush it to the plots unless throttled, refresh; returns the entries read.
 
-        While the source trains, after a flush that took ``c`` seconds the next waits
+        While the source trains, after a flush that took ``c`` seconds of this thread's CPU the next waits
         ``c / max_ui_share``; when it is idle (or ``force``) everything is flushed at once. Never raises.
         """
         try:
@@ -134,8 +134,12 @@ class Poller:
                 if force or not busy:
                     self.flush()
                 elif now >= self._next_flush:
+                    cpu = time.thread_time()
                     self.flush_some(self.flush_budget)
-                    self._next_flush = time.perf_counter() + (time.perf_counter() - now) / self.max_ui_share
+                    # The cost is this thread's CPU time, not wall time: on a machine loaded by other work a
+                    # flush takes longer on the clock without taking more from the training thread, and a
+                    # wall-clock throttle then left every plot frozen for minutes.
+                    self._next_flush = time.perf_counter() + (time.thread_time() - cpu) / self.max_ui_share
                 self.refresh()
             return n
         except Exception as exc:  # noqa: BLE001 - shown to the person, keeps the callback alive
@@ -173,20 +177,20 @@ class Poller:
             part.flush()
 
     def flush_some(self, budget: float) -> None:
-        """Flush plots in turn (continuing where the last call stopped) until ``budget`` seconds are spent.
+        """Flush plots in turn (continuing where the last call stopped) until ``budget`` s of CPU are spent.
 
         One HoloViews update costs tens of ms (more on a loaded machine); a monitor with a dozen probe plots
         flushed at once would spend seconds per flush, and the throttle would then starve every plot (the
         loss curve included) for a minute. Taking turns keeps every plot fresh at a bounded cost.
         """
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         pinned = self.pinned()
         for part in pinned:  # e.g. the loss curve: every flush
             part.flush()
         parts = [p for p in self.parts() if all(p is not q for q in pinned)]
         for i in range(len(parts)):
             parts[(self._rotation + i) % len(parts)].flush()
-            if time.perf_counter() - t0 > budget:
+            if time.thread_time() - t0 > budget:
                 self._rotation = (self._rotation + i + 1) % len(parts)
                 return
         self._rotation = 0

@@ -129,8 +129,8 @@ PROBE_CELLS = [
     "from workbench.regime import WeightChange\n"
     "run = Run('gpt2-1m', data.load('stories', n_docs=60, n_val_docs=10), batch_size=4, max_steps=400, log_every=2,\n"
     "          eval_every=0)\n"
-    "run.add_probe(SpectraProbe(every=4))\n"
-    "run.add_probe(WeightChange(every=4))\n"
+    "run.add_probe(SpectraProbe(every=5, spectra=False))  # intruders only: light on a small shared machine\n"
+    "run.add_probe(WeightChange(every=5))\n"
     "run",
     "run.start()",
 ]
@@ -155,6 +155,7 @@ def probe_lab(tmp_path, chromium):
         yield f"{base}/lab/tree/probes.ipynb?token={token}"
 
 
+@pytest.mark.timeout(600)
 def test_run_with_probes_streams_every_probe_panel_without_warnings(probe_lab, chromium, tmp_path):
     """A Run with SpectraProbe and WeightChange, displayed and started: its monitor streams a loss curve, a
     weight-change curve and an intruder heatmap; no cell output holds a warning, the console no error, and
@@ -176,7 +177,7 @@ def test_run_with_probes_streams_every_probe_panel_without_warnings(probe_lab, c
             names = ["loss", "distance_from_init", "relative_weight_change", "intruders"]
             page.wait_for_function(f"() => {{ const c = ({DRAWN})({names}); return c.loss >= 4 && "
                                    f"c.distance_from_init >= 2 && c.intruders >= 2 && c.relative_weight_change >= 2; }}",
-                                   timeout=240_000)
+                                   timeout=420_000, polling=1000)
             counts = page.evaluate(f"({DRAWN})({names})")
             page.get_by_role("button", name="Stop", exact=True).click()
             page.wait_for_timeout(2000)  # a few more polls after the run stopped
