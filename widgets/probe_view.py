@@ -128,8 +128,8 @@ class ProbeView(Poller, pn.viewable.Viewer):
         if unit not in self.series:
             refs = self.references.get(name, {})
             title = name.replace("_", " ") if unit == name else unit
-            self.series[unit] = ts = TimeSeries([name], title=title, markers=True, references=refs)
-            self._show(pn.Column(ts.controls(), ts, sizing_mode="stretch_width"))
+            self.series[unit] = ts = TimeSeries([name], title=title, markers=True, references=refs, lazy=True)
+            self._show(ts)
         else:
             self.series[unit].add_column(name)
         return self.series[unit]

@@ -78,6 +78,7 @@ class TimeSeries(pn.viewable.Viewer):
     buffer_length = param.Integer(default=2000, bounds=(10, None), doc="Points kept per column (oldest dropped).")
     markers = param.Boolean(default=False, doc="Mark every point (sparse measurements).")
     references = param.Dict(default={}, doc="Derived curves: label → function(row) -> value or None (e.g. 2/lr).")
+    lazy = param.Boolean(default=False, doc="Put the plot (and its controls) on the page with its first points.")
 
     def __init__(self, columns, **params):
         super().__init__(**params)
@@ -93,6 +94,11 @@ class TimeSeries(pn.viewable.Viewer):
         for label in self.references:
             self.add_column(label)
         self.pane = pn.pane.HoloViews(self._figure(), sizing_mode="stretch_width", height=self.height, linked_axes=False)
+        # lazy: the plot joins the page with its first points (as the heatmaps do). A Buffer-fed plot first
+        # rendered empty *inside a layout update* (a probe's first column, from the poll) drew nothing in a
+        # notebook (observed in JupyterLab; the core plots, rendered with the page, stream fine).
+        self.layout = pn.Column(pn.pane.Markdown(f"*{self.title}: waiting for the first measurement…*"),
+                                sizing_mode="stretch_width") if self.lazy else None
         self.param.watch(self._on_view_option, ["logy", "x"])
         self.param.watch(self._on_smoothing, ["smoothing"])
 
@@ -143,6 +149,9 @@ class TimeSeries(pn.viewable.Viewer):
             smooth = self._continue_ema(raw, values, beta)
             raw.extend(zip(steps.tolist(), values.tolist(), smooth.tolist()))
             self.buffers[name].send(self._frame(name, steps, values, smooth))
+        if self.layout is not None and pending and self.layout.objects and self.layout.objects[0] is not self.pane \
+                and not isinstance(self.layout.objects[0], pn.Row):
+            self.layout.objects = [self.controls(), self.pane]
 
     def _continue_ema(self, raw: deque, values: np.ndarray, beta: float) -> np.ndarray:
         # Continue the debiased EMA from the stored (biased) state: recompute over the kept points.
@@ -216,7 +225,7 @@ class TimeSeries(pn.viewable.Viewer):
                       pn.widgets.RadioButtonGroup.from_param(self.param.x, width=150))
 
     def __panel__(self):
-        return self.pane
+        return self.layout if self.layout is not None else self.pane
 
 
 def _call(f, row):
