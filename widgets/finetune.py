@@ -84,8 +84,7 @@ def finetune_monitor(run: FineTune, **monitor_kw) -> TrainingMonitor:
     monitor_kw.setdefault("header", f"**{run_label(run)}** · {len(run.target_matrices)} target matrices · "
                                     f"s = {run.scaling():g} · adapter built in {run.init_seconds:.2f}s "
                                     f"(settings fixed; build a new FineTune to change them)")
-    extras = [pn.Card(SpectrumExplorer(run), title="Spectrum explorer (W0 vs now)", collapsed=True,
-                      sizing_mode="stretch_width"), MitigationPanel(run)]
+    extras = [SpectrumExplorer(run), MitigationPanel(run)]  # the explorer: W0 vs now of a chosen matrix (Refresh)
     monitor_kw.setdefault("extras", extras)
     return TrainingMonitor(run, **monitor_kw)
 

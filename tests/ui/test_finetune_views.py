@@ -52,8 +52,8 @@ def test_finetune_view_is_registered_and_streams_intruders(base, ds, forget):
     mitigation = next(e for e in view.extras if isinstance(e, MitigationPanel))
     mitigation.mitigate_button.clicks += 1
     assert "intruders" in mitigation.result.object.columns and len(mitigation.result.object) == 2, mitigation.message.object
-    explorer = next(e for e in view.extras if isinstance(e, pn.Card))[0]
-    assert isinstance(explorer, SpectrumExplorer) and not explorer.alert.visible and explorer.matrix is not None
+    explorer = next(e for e in view.extras if isinstance(e, SpectrumExplorer))
+    assert not explorer.alert.visible and explorer.matrix is not None
     view.stop_polling()
 
 
