@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python (workbench)
 #     language: python
@@ -34,7 +36,7 @@ lr: float = 1e-3  # peak learning rate (AdamW)
 schedule: str = "cosine"  # learning-rate schedule: constant, cosine, linear or wsd
 device: str = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
 seed: int = 0  # seeds the data order and the run's RNG stream
-interactive: bool = False  # True: show the live monitor and train in the background; False: blocking run()
+interactive: bool = True  # True: show the live monitor and train in the background; False: blocking run()
 results_path: str = "results/00_tour.nc"  # where the run's record (xarray Dataset) is written
 
 # %%

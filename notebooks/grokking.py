@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: workbench
 #     language: python
@@ -39,7 +41,7 @@ every: int = 100  # evaluate train/val accuracy and the distance from init every
 d_model: int = 64  # MLP: embedding d_model // 2 per operand, hidden layer 4 · d_model
 seed: int = 0
 results_path: str = "results/grokking.nc"  # where the xarray Dataset is written
-interactive: bool = False  # True: show the runs' monitors
+interactive: bool = True  # True: show the runs' monitors
 device: str = "cpu"  # the MLP is tiny: CPU
 
 # %%
@@ -92,6 +94,8 @@ table
 
 # %%
 if interactive:
+    import widgets  # noqa: F401 - first: offline notebook resources (BokehJS from the kernel, no CDN)
+
     import hvplot.xarray  # noqa: F401
     import panel as pn
 

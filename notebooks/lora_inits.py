@@ -44,7 +44,7 @@ n_docs: int = 2000  # recipes documents for fine-tuning
 pretrain_steps: int = 600  # pre-training steps of a preset base (cached per setting)
 pretrain_docs: int = 2000  # stories documents for pre-training
 seed: int = 0  # data order and adapter init
-interactive: bool = False  # True: show the compare-runs panel; False: blocking runs only
+interactive: bool = True  # True: show the compare-runs panel; False: blocking runs only
 results_path: str = "results/lora_inits.nc"  # xarray Dataset of all runs (run × step / matrix)
 
 # %%
@@ -89,7 +89,11 @@ for name in inits:
 if interactive:
     import widgets.finetune as wf
 
-    display(wf.CompareRuns(runs))  # noqa: F821 (notebook builtin)
+    panel = wf.CompareRuns(runs)
+    display(panel)  # noqa: F821 (notebook builtin)
+    for run in runs:  # train in the background; follow() keeps the panel streaming while this cell waits
+        run.start()
+        panel.follow()
 
 # %%
 for run in runs:

@@ -48,7 +48,7 @@ intruder_k: int = 10  # top-k tuned singular vectors tested (paper: 10)
 intruder_eps: float = 0.5  # intruder threshold on max |cos| with W0's singular vectors (paper: 0.5)
 mitigation_lams: list = [1.0, 0.75, 0.5, 0.0]  # λ values tried on the LoRA run with the most intruders ([] = skip)
 seed: int = 0  # data order and adapter init
-interactive: bool = False  # True: show the compare-runs panel; False: blocking runs only
+interactive: bool = True  # True: show the compare-runs panel; False: blocking runs only
 results_path: str = "results/lora_vs_full.nc"  # xarray Dataset of all runs (run × step / matrix)
 
 # %%
@@ -94,6 +94,9 @@ if interactive:
 
     panel = wf.CompareRuns(runs)
     display(panel)  # noqa: F821 (notebook builtin)
+    for run in runs:  # train in the background; follow() keeps the panel streaming while this cell waits
+        run.start()
+        panel.follow()
 
 for run in runs:
     t0 = time.perf_counter()

@@ -42,7 +42,7 @@ n_train: int = 512  # training trials
 n_probe: int = 32  # probe batch for kernel and representation alignment
 backend: str = "dask"  # serial | processes | dask (a 2-worker LocalCluster)
 n_workers: int = 2  # workers for processes/dask
-interactive: bool = False  # True: show the init editor and the regime map
+interactive: bool = True  # True: show the init editor and the regime map
 results_path: str = "results/rich_lazy.nc"  # where the xarray Dataset is written
 device: str = "cpu"  # the RNNs are tiny: CPU
 

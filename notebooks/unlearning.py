@@ -49,7 +49,7 @@ relearn_examples: int = 4  # relearning attack: forget facts the attacker trains
 relearn_steps: int = 10  # relearning attack: steps
 relearn_lr: float = 1e-3  # relearning attack: learning rate
 seed: int = 0  # seeds data order and the facts
-interactive: bool = False  # True: show live views; False: blocking runs (papermill)
+interactive: bool = True  # True: show live views; False: blocking runs (papermill)
 results_path: str = "results/unlearning.nc"  # xarray Dataset with every number below
 
 # %%
@@ -108,6 +108,9 @@ if interactive:
     pn.extension()
     views = [widgets.view(r) for r in runs.values()]
     display(pn.Tabs(*[(k, v) for k, v in zip(runs, views)]))  # noqa: F821 - notebook builtin
+    for run, view in zip(runs.values(), views):  # train in the background; the monitors stream meanwhile
+        run.start()
+        view.follow()
 
 for label, run in runs.items():
     t = time.time()

@@ -1,34 +1,33 @@
 """Fine-tuning lab views: the FineTune monitor with live intruders, the compare-runs panel, the init panel.
 
 >>> import widgets
->>> widgets.view(ft)                          # FineTuneMonitor: training monitor + intruder heatmap + mitigation  # doctest: +SKIP
+>>> widgets.view(ft)                          # the training monitor: + intruder/ΔW heatmaps (its probes), mitigation  # doctest: +SKIP
 >>> CompareRuns([full, lora_r1, lora_r64])   # side by side: task loss, forgetting, intruders, ΔW rank           # doctest: +SKIP
 >>> InitPanel(model)                          # init recipes (workbench.init) + LoRA inits, with a spectrum preview # doctest: +SKIP
 
 Views never compute science: intruder counts and ΔW ranks come from the run's history (written by the
 SpectraProbe / DeltaProbe during training), mitigation from :func:`workbench.finetune.mitigation.mitigation_sweep`,
-previews from :func:`workbench.init.preview`. Each view polls ``history.rows_since`` / ``arrays_since`` with
-its own cursors from a periodic callback (exceptions shown, never raised) and pushes into bounded
-``Buffer``s (curves over steps); snapshot plots (the matrix × step heatmaps, whose categorical axes grow)
-are rebuilt from the accumulated frame when new measurements arrive, the preview spectrum goes through a ``Pipe``.
+previews from :func:`workbench.init.preview`. Live views are built from :mod:`widgets.streaming` (one poller,
+a feed of cursors per view, rows → bounded ``Buffer``s) and update their plots in place.
 """
 
 from __future__ import annotations
 
 import holoviews as hv
-import numpy as np
 import pandas as pd
 import panel as pn
 import torch
-from holoviews.streams import Buffer, Pipe
+from holoviews.streams import Pipe
 
 from workbench.finetune import FineTune, LORA_INITS
 from workbench.finetune.compare import compare_runs, run_label, summary_table
 
-from .polling import Poller
-from .monitor import TrainingMonitor, error_text
+from .heatmap import short_name
+from .monitor import TrainingMonitor
 from .registry import register_view
 from .resources import Markdown
+from .series import TimeSeries
+from .streaming import Feed, Poller, error_text
 
 hv.renderer("bokeh")
 
@@ -37,106 +36,27 @@ TITLES = {"val_loss": "task loss (held out)", "pretrain_loss": "forgetting: pre-
           "intruders_total": "intruder dimensions (sum over matrices)", "loss": "train loss"}
 
 
-def _short(matrix: str) -> str:
-    """``transformer.h.3.attn.c_attn.weight`` → ``h.3.attn.c_attn`` (heatmap axis labels)."""
-    return matrix.replace("transformer.", "").replace("model.layers.", "L").removesuffix(".weight")
+class MitigationPanel(pn.viewable.Viewer):
+    """Scale the intruder components of a merged copy by λ and measure (the run is not modified)."""
 
-
-class MatrixHeatmap:
-    """A matrix × step heatmap of one per-matrix array of a run's history (e.g. ``intruders``).
-
-    A snapshot plot: each poll that finds new measurements rebuilds the element from the accumulated
-    frame (bounded to the last ``max_steps`` measurements) and swaps it into ``pane``. Not a
-    ``DynamicMap`` over a ``Pipe``: with ``framewise=True`` and an empty first frame, HoloViews 1.23 raises
-    ``TypeError: unsupported operand type(s) for -=: 'str' and 'float'`` when the categorical ``matrix``
-    axis arrives (reproduced; it is why ``widgets.spectrum.SpectraMonitor`` is not reused here).
-    ``data`` holds what is shown.
-    """
-
-    def __init__(self, run, name: str, title: str, cmap: str = "reds", height: int = 320, max_steps: int = 200):
-        self.run, self.name, self.title, self.cmap, self.height, self.max_steps = run, name, title, cmap, height, max_steps
-        self.cursor = 0
-        self.frames: list[pd.DataFrame] = []
-        self.data = pd.DataFrame({"step": np.array([], "int64"), "matrix": np.array([], object),
-                                  name: np.array([], "float64")})
-        self.pane = pn.pane.HoloViews(self._element(self.data), sizing_mode="stretch_width", height=height)
-
-    def _element(self, data: pd.DataFrame):
-        return hv.HeatMap(data, ["step", "matrix"], self.name).opts(
-            cmap=self.cmap, colorbar=True, tools=["hover"], responsive=True, height=self.height, title=self.title)
-
-    def poll(self) -> int:
-        items, self.cursor = self.run.history.arrays_since(self.name, self.cursor)
-        for step, da in items:
-            self.frames.append(pd.DataFrame({"step": step, "matrix": [_short(m) for m in da.matrix.values],
-                                             self.name: np.asarray(da.values, dtype=float)}))
-        if items:
-            self.frames = self.frames[-self.max_steps:]
-            self.data = pd.concat(self.frames, ignore_index=True)
-            self.pane.object = self._element(self.data)
-        return len(items)
-
-
-@register_view(FineTune)
-class FineTuneMonitor(pn.viewable.Viewer):
-    """The generic training monitor, plus live intruder and ΔW-rank heatmaps and a mitigation control."""
-
-    def __init__(self, run: FineTune, period: int = 400, **monitor_kw):
+    def __init__(self, run: FineTune):
         super().__init__()
         self.run = run
-        # Adapter settings are fixed when the FineTune is built: shown as text, not as controls that do nothing.
-        fixed = set(FineTune.ADAPTER_PARAMS) | {"forget_eval", "intruders_every", "intruder_k", "intruder_eps"}
-        monitor_kw.setdefault("parameters", [p for p in run.config() if p not in fixed])
-        self.monitor = TrainingMonitor(run, period=period, **monitor_kw)
-        self.settings = Markdown(
-            f"**{run_label(run)}** · {len(run.target_matrices)} target matrices · s = {run.scaling():g} · "
-            f"adapter built in {run.init_seconds:.2f}s (settings fixed; build a new FineTune to change them)",
-            sizing_mode="stretch_width")
-        self.intruders = MatrixHeatmap(run, "intruders", "intruder dimensions per matrix (vs W0)")
-        self.delta_rank = MatrixHeatmap(run, "delta_effective_rank", "effective rank of ΔW = W − W0", cmap="viridis")
         self.lam = pn.widgets.FloatSlider(label="λ (scale of intruder components)", start=0.0, end=1.0, step=0.05,
                                           value=0.75)
         self.mitigate_button = pn.widgets.Button(label="Mitigate & measure", color="warning")
         self.mitigate_button.on_click(self._on_mitigate)
         self.result = pn.pane.DataFrame(pd.DataFrame(), sizing_mode="stretch_width")
         self.message = Markdown("", sizing_mode="stretch_width")
-        self._callback = None
-        self.period = period
-        # The spectra lab's explorer (base W0 vs current singular values of a chosen matrix; Refresh recomputes).
-        from .spectrum import SpectrumExplorer
-
-        self.explorer = SpectrumExplorer(run)
-        spectra = pn.Column(
-            self.intruders.pane,
-            self.delta_rank.pane,
-            pn.Card(self.explorer, title="Spectrum explorer (W0 vs now)", collapsed=True, sizing_mode="stretch_width"),
-            pn.Card(pn.Row(self.lam, self.mitigate_button), self.message, self.result,
-                    title="Intruder mitigation (on a merged copy; the run is not modified)", collapsed=True),
-            sizing_mode="stretch_width")
-        self._layout = pn.Column(self.settings, self.monitor, spectra, sizing_mode="stretch_width")
-        self.start_polling()
-
-    start_polling = Poller.start_polling
-
-    def stop_polling(self) -> None:
-        """Stop this view's poll, the monitor's and the explorer's."""
-        Poller.stop_polling(self)
-        self.monitor.stop_polling()
-        self.explorer.stop_polling()
-
-    def poll(self) -> int:
-        try:
-            with pn.io.hold():
-                return self.intruders.poll() + self.delta_rank.poll()
-        except Exception as exc:  # noqa: BLE001 - keep the periodic callback alive
-            self.message.object = f"⚠ {error_text(exc)}"
-            return 0
+        self._layout = pn.Card(pn.Row(self.lam, self.mitigate_button), self.message, self.result,
+                               title="Intruder mitigation (on a merged copy; the run is not modified)", collapsed=True,
+                               sizing_mode="stretch_width")
 
     def _on_mitigate(self, _event=None) -> None:
         from workbench.finetune.mitigation import mitigation_sweep
 
         try:
-            if self.monitor.is_training:
+            if self.run.running:
                 raise RuntimeError("Stop the run before mitigating (it measures a merged copy of the current model).")
             ds = mitigation_sweep(self.run, lams=[1.0, float(self.lam.value)])
             cols = [c for c in ("intruders", "val_loss", "pretrain_loss") if c in ds]
@@ -149,11 +69,33 @@ class FineTuneMonitor(pn.viewable.Viewer):
         return self._layout
 
 
-class CompareRuns(pn.viewable.Viewer):
+@register_view(FineTune)
+def finetune_monitor(run: FineTune, **monitor_kw) -> TrainingMonitor:
+    """The one training monitor, configured for fine-tuning.
+
+    Adapter settings are fixed when the FineTune is built: shown as a header line, not as controls that do
+    nothing. The intruder and ΔW heatmaps are the attached SpectraProbe's and DeltaProbe's own panels (by
+    shape); this adds the spectrum explorer (W0 vs now, Refresh) and the mitigation tool.
+    """
+    from .spectrum import SpectrumExplorer
+
+    fixed = set(FineTune.ADAPTER_PARAMS) | {"forget_eval", "intruders_every", "intruder_k", "intruder_eps"}
+    monitor_kw.setdefault("parameters", [p for p in run.config() if p not in fixed])
+    monitor_kw.setdefault("header", f"**{run_label(run)}** · {len(run.target_matrices)} target matrices · "
+                                    f"s = {run.scaling():g} · adapter built in {run.init_seconds:.2f}s "
+                                    f"(settings fixed; build a new FineTune to change them)")
+    extras = [SpectrumExplorer(run), MitigationPanel(run)]  # the explorer: W0 vs now of a chosen matrix (Refresh)
+    monitor_kw.setdefault("extras", extras)
+    return TrainingMonitor(run, **monitor_kw)
+
+
+class CompareRuns(Poller, pn.viewable.Viewer):
     """Several fine-tuning runs side by side: task loss, forgetting and intruders over steps; a final table.
 
-    Curves update live while the runs train (each run keeps its own history cursor); the table and the
-    per-matrix intruder heatmap (run × matrix at the last measurement) refresh on every poll that saw new data.
+    Curves update live while the runs train (each run has its own :class:`~widgets.streaming.Feed`); one
+    :class:`~widgets.series.TimeSeries` per quantity, one curve per run. The table and the run × matrix
+    intruder heatmap (at the last measurement, updated in place through a ``Pipe``) refresh when new rows
+    arrived.
     """
 
     def __init__(self, runs, period: int = 500, buffer_length: int = 2000):
@@ -163,60 +105,49 @@ class CompareRuns(pn.viewable.Viewer):
         if len(set(self.labels)) != len(self.labels):
             raise ValueError(f"Runs need distinct labels to be compared, got {self.labels}; set label= on them.")
         self.period = period
-        self._callback = None
-        self.cursors = [0] * len(self.runs)
-        empty = {n: pd.DataFrame({"step": np.array([], "int64"), n: np.array([], "float64")}) for n in CURVES}
-        self.buffers = {(lab, n): Buffer(empty[n], length=buffer_length, index=False)
-                        for lab in self.labels for n in CURVES}
-        #: run × matrix intruder counts at the last measurement (a snapshot plot, rebuilt when it changes).
+        self.feeds = [Feed(r.history) for r in self.runs]
+        self.series = {n: TimeSeries(self.labels, title=TITLES[n], height=260, buffer_length=buffer_length,
+                                     markers=True) for n in CURVES}
+        #: run × matrix intruder counts at the last measurement (what the heatmap draws).
         self.matrix_data = pd.DataFrame({"run": [], "matrix": [], "intruders": []})
-        self.heat_pane = pn.pane.HoloViews(self._heat(self.matrix_data), sizing_mode="stretch_width", height=280)
+        self.heat_pipe = Pipe(data=None)
+        self.heat_slot = pn.Column(pn.pane.Markdown("*intruders per matrix: waiting for the first measurement…*"),
+                                   sizing_mode="stretch_width")
         self.table = pn.pane.DataFrame(pd.DataFrame(), sizing_mode="stretch_width")
         self.message = Markdown("")
-        plots = [pn.pane.HoloViews(self._overlay(n), sizing_mode="stretch_width") for n in CURVES]
-        self._layout = pn.Column(pn.Row(*plots[:2], sizing_mode="stretch_width"),
-                                 pn.Row(plots[2], self.heat_pane,
-                                        sizing_mode="stretch_width"),
+        self._new_rows = 0
+        self._layout = pn.Column(pn.Row(self.series["val_loss"], self.series["pretrain_loss"], sizing_mode="stretch_width"),
+                                 pn.Row(self.series["intruders_total"], self.heat_slot, sizing_mode="stretch_width"),
                                  self.message, self.table, sizing_mode="stretch_width")
         self.start_polling()
 
-    start_polling = Poller.start_polling
-    stop_polling = Poller.stop_polling
+    @property
+    def buffers(self) -> dict:
+        """(run label, quantity) → the Buffer its curve draws."""
+        return {(lab, n): self.series[n].buffers[lab] for lab in self.labels for n in CURVES}
 
-    @staticmethod
-    def _heat(data: pd.DataFrame):
-        return hv.HeatMap(data, ["matrix", "run"], "intruders").opts(
-            cmap="reds", colorbar=True, tools=["hover"], responsive=True, height=260, xrotation=60,
-            title="intruders per matrix at the last measurement")
+    def is_busy(self) -> bool:
+        return any(r.running for r in self.runs)
 
-    def _overlay(self, name: str):
-        curves = [hv.DynamicMap(lambda data, _n=name, _l=lab: hv.Curve(data, "step", _n, label=_l),
-                                streams=[self.buffers[(lab, name)]]) for lab in self.labels]
-        return hv.Overlay(curves).opts(hv.opts.Curve(responsive=True, height=260, framewise=True, tools=["hover"],
-                                                     show_grid=True),
-                                       hv.opts.Overlay(title=TITLES[name], legend_position="top_right"))
+    def read(self) -> int:
+        total = 0
+        for feed, lab in zip(self.feeds, self.labels):
+            rows = feed.rows()
+            total += len(rows)
+            for name in CURVES:  # the run's column `name` is curve `lab` of plot `name`
+                self.series[name].add_rows([{"step": r["step"], lab: r[name]} for r in rows if name in r])
+        self._new_rows += total
+        return total
 
-    def poll(self) -> int:
-        """Push new rows of every run into its curves; refresh the table and heatmap if anything arrived."""
-        try:
-            total = 0
-            with pn.io.hold():
-                for i, (run, lab) in enumerate(zip(self.runs, self.labels)):
-                    rows, self.cursors[i] = run.history.rows_since(self.cursors[i])
-                    total += len(rows)
-                    for name in CURVES:
-                        pts = [(r["step"], float(r[name])) for r in rows
-                               if isinstance(r.get(name), (int, float)) and np.isfinite(r[name])]
-                        if pts:
-                            steps, vals = zip(*pts)
-                            self.buffers[(lab, name)].send(pd.DataFrame({"step": np.asarray(steps, "int64"),
-                                                                         name: np.asarray(vals, "float64")}))
-                if total:
-                    self.refresh_summary()
-            return total
-        except Exception as exc:  # noqa: BLE001 - keep the periodic callback alive
-            self.message.object = f"⚠ {error_text(exc)}"
-            return 0
+    def flush(self) -> None:
+        for ts in self.series.values():
+            ts.flush()
+        if self._new_rows:
+            self._new_rows = 0
+            self.refresh_summary()
+
+    def show_error(self, exc) -> None:
+        self.message.object = f"⚠ {error_text(exc)}"
 
     def refresh_summary(self) -> None:
         """Table of final numbers and run × matrix intruders, from :func:`compare_runs` (the core)."""
@@ -224,9 +155,18 @@ class CompareRuns(pn.viewable.Viewer):
         self.table.object = summary_table(ds).round(4).reset_index()
         if "intruders" in ds:
             frame = ds.intruders.to_dataframe().reset_index().dropna(subset=["intruders"])
-            frame["matrix"] = frame["matrix"].map(_short)
+            frame["matrix"] = frame["matrix"].map(short_name)
             self.matrix_data = frame[["run", "matrix", "intruders"]]
-            self.heat_pane.object = self._heat(self.matrix_data)
+            if not len(self.matrix_data):
+                return
+            self.heat_pipe.send(self.matrix_data)
+            if not isinstance(self.heat_slot.objects[0], pn.pane.HoloViews):
+                heat = hv.DynamicMap(lambda data: hv.HeatMap(data, ["matrix", "run"], "intruders"),
+                                     streams=[self.heat_pipe]).opts(
+                    cmap="reds", colorbar=True, tools=["hover"], responsive=True, height=260, xrotation=60,
+                    framewise=True, title="intruders per matrix at the last measurement")
+                self.heat_slot.objects = [pn.pane.HoloViews(heat, sizing_mode="stretch_width", height=280,
+                                                            linked_axes=False)]
 
     def __panel__(self):
         return self._layout

@@ -23,35 +23,27 @@ Errors from buttons or from the background run are shown as a one-line message, 
 
 from __future__ import annotations
 
-import math
 import os
-import time
+import weakref
 from pathlib import Path
 from typing import Callable
 
 import holoviews as hv
-import numpy as np
-import pandas as pd
 import panel as pn
 import param
 from holoviews.streams import Buffer
 
-from workbench.errors import ConfigError, WorkbenchError
+from workbench.errors import ConfigError
 from workbench.run import Run
 
-from .registry import register_view
+from .probe_view import ProbeView, probe_names, run_columns
+from .registry import register_view, view
 from .resources import Alert, Markdown, load_notebook_extension, publish_bokehjs  # noqa: F401  (re-exported)
+from .series import TimeSeries
+from .streaming import Feed, Poller, error_text
 
 hv.renderer("bokeh")  # loads the Bokeh backend and its option builders (hv.opts.Curve) without notebook output
 
-PLOTTED = ("loss", "lr", "grad_norm")  # fixed panels; every other column ending in "_loss" joins the loss plot
-
-
-def error_text(exc: BaseException) -> str:
-    """One line for a visitor: the workbench's own message, or the exception type and message."""
-    if isinstance(exc, WorkbenchError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
 
 
 def resolve_inside(root: str | os.PathLike, path: str) -> Path:
@@ -64,8 +56,8 @@ def resolve_inside(root: str | os.PathLike, path: str) -> Path:
     return target
 
 
-class TrainingMonitor(pn.viewable.Viewer):
-    """Controls, status and streaming plots of one run; see the module docstring."""
+class TrainingMonitor(Poller, pn.viewable.Viewer):
+    """Controls, status, core plots and one panel per attached probe; see the module docstring."""
 
     run = param.ClassSelector(class_=Run, doc="The run shown and driven by this monitor.")
     period = param.Integer(default=300, bounds=(50, None), doc="Poll the history every this many milliseconds.")
@@ -79,17 +71,19 @@ class TrainingMonitor(pn.viewable.Viewer):
     max_ui_share = param.Number(default=0.05, bounds=(0.001, 1),
                                 doc="Target share of time spent re-rendering plots while training (batches updates).")
     plot_height = param.Integer(default=220, doc="Height of each plot in pixels.")
+    header = param.String(default="", doc="A line of text under the title (e.g. a stage's fixed settings).")
+    extras = param.List(default=[], doc="Further panels below the plots (a stage's own tools: mitigation, relearn…).")
+    probes = param.Boolean(default=True, doc="Show one panel per attached probe (also probes attached later).")
+    compact_if_shown = param.Boolean(default=True, doc="Displayed again while this run's monitor is on the page "
+                                                        "(e.g. a cell ending in run.start()): a one-line status instead.")
 
     def __init__(self, run: Run, **params):
         super().__init__(run=run, **params)
-        self._cursor = 0
-        self._pending: dict[str, list[tuple[int, float]]] = {}  # rows read but not yet sent to the plots
-        self._new_loss_columns: list[str] = []
-        self._next_flush = 0.0
-        self._buffers: dict[str, Buffer] = {}
-        self._loss_columns: list[str] = ["loss"] + [f"{label}_loss" for label in getattr(run, "evals", {})]
-        self._callback = None
+        self.source = run
+        self.feed = Feed(run.history)
         self._last_error: str | None = None
+        self.probe_panels: dict[int, ProbeView] = {}  # id(probe) -> its panel
+        self._probe_ids: tuple = ()
         self._build()
         self.start_polling()
 
@@ -121,15 +115,22 @@ class TrainingMonitor(pn.viewable.Viewer):
         self.stop_button.on_click(self._on_stop)
         self.save_button.on_click(self._on_save)
 
-        for name in [*self._loss_columns, "lr", "grad_norm"]:
-            self._buffers[name] = self._new_buffer(name)
-        self.loss_pane = pn.pane.HoloViews(self._loss_plot(), sizing_mode="stretch_width", height=self.plot_height + 40)
-        self.lr_pane = pn.pane.HoloViews(self._curve("lr", "learning rate"), sizing_mode="stretch_width", height=self.plot_height)
-        self.grad_pane = pn.pane.HoloViews(self._curve("grad_norm", "gradient norm (before clipping)"),
-                                           sizing_mode="stretch_width", height=self.plot_height)
+        h = self.plot_height
+        evals = [f"{label}_loss" for label in getattr(run, "evals", {})]
+        self.series = {"loss": TimeSeries(["loss", *evals], title="loss", height=h + 40, buffer_length=self.buffer_length),
+                       "lr": TimeSeries(["lr"], title="learning rate", height=h, buffer_length=self.buffer_length),
+                       "grad_norm": TimeSeries(["grad_norm"], title="gradient norm (before clipping)", height=h,
+                                               buffer_length=self.buffer_length)}
+        # Shared view options of the core plots: one smoothing slider and one x axis for all three.
+        self.smoothing = pn.widgets.FloatSlider(label="smoothing (EMA β)", start=0, end=0.99, step=0.01, value=0.0, width=170)
+        self.x_axis = pn.widgets.RadioButtonGroup(options=["step", "wall_time"], value="step", width=160)
+        self.logy = pn.widgets.Checkbox(label="log loss", value=False, width=90)
+        self.smoothing.param.watch(lambda e: [ts.param.update(smoothing=e.new) for ts in self.series.values()], "value")
+        self.x_axis.param.watch(lambda e: [ts.param.update(x=e.new) for ts in self.series.values()], "value")
+        self.logy.param.watch(lambda e: self.series["loss"].param.update(logy=e.new), "value")
         title = f"### {type(run).__name__} · {run.label or run.run_id}"
         sidebar = pn.Column(
-            Markdown(title, margin=(0, 10)), self.status,
+            Markdown(title, margin=(0, 10)), *([Markdown(self.header, margin=(0, 10))] if self.header else []), self.status,
             pn.Row(self.step_button, self.start_button, self.stop_button),
             pn.Row(self.n_input, self.run_n_button, align="end"),
             pn.Row(self.checkpoint_path, self.save_button, align="end", sizing_mode="stretch_width"),
@@ -137,9 +138,13 @@ class TrainingMonitor(pn.viewable.Viewer):
             pn.Card(self.controls, title="Parameters", collapsed=False, sizing_mode="stretch_width"),
             width=360,
         )
-        plots = pn.Column(self.loss_pane, pn.Row(self.lr_pane, self.grad_pane, sizing_mode="stretch_width"),
+        plots = pn.Column(pn.Row(self.smoothing, self.logy, self.x_axis), self.series["loss"],
+                          pn.Row(self.series["lr"], self.series["grad_norm"], sizing_mode="stretch_width"),
                           sizing_mode="stretch_width")
-        self._layout = pn.Row(sidebar, plots, sizing_mode="stretch_width")
+        self.probe_column = pn.Column(sizing_mode="stretch_width")
+        self._layout = pn.Column(pn.Row(sidebar, plots, sizing_mode="stretch_width"), self.probe_column,
+                                 *self.extras, sizing_mode="stretch_width")
+        self._sync_probes()
         self._sync_buttons()
 
     def __panel__(self):
@@ -148,113 +153,98 @@ class TrainingMonitor(pn.viewable.Viewer):
     def _repr_mimebundle_(self, include=None, exclude=None):
         # Displaying a run in a notebook lands here; Panel needs its extension loaded in the kernel first.
         load_notebook_extension()
+        shown = _ON_PAGE.get(self.run)
+        if self.compact_if_shown and shown is not None and shown is not self and shown._callback is not None:
+            # The run's monitor is already on the page (a cell ending in run.start() or run.run(n) displays
+            # the run it returns): one live status line instead of a second monitor.
+            self.stop_polling()
+            return RunStatus(self.run)._repr_mimebundle_(include, exclude)
+        _ON_PAGE[self.run] = self
         return super()._repr_mimebundle_(include, exclude)
-
-    # ------------------------------------------------------------------ plots
-    def _new_buffer(self, name: str) -> Buffer:
-        empty = pd.DataFrame({"step": np.array([], dtype="int64"), name: np.array([], dtype="float64")})
-        return Buffer(empty, length=self.buffer_length, index=False)
-
-    def _curve(self, name: str, title: str | None = None, label: str | None = None):
-        def element(data, _name=name):
-            return hv.Curve(data, "step", _name, label=label or "")
-
-        dmap = hv.DynamicMap(element, streams=[self._buffers[name]])
-        opts = dict(responsive=True, height=self.plot_height, framewise=True, tools=["hover"], show_grid=True,
-                    padding=(0, 0.1))
-        if title:
-            opts["title"] = title
-        return dmap.opts(hv.opts.Curve(**opts))
-
-    def _loss_plot(self):
-        overlay = None
-        for name in self._loss_columns:
-            curve = self._curve(name, label=name)
-            if name != "loss":  # evaluations are sparse (every eval_every steps): mark each measurement
-                dots = hv.DynamicMap(lambda data, _n=name: hv.Scatter(data, "step", _n, label=_n),
-                                     streams=[self._buffers[name]]).opts(hv.opts.Scatter(size=6, framewise=True))
-                curve = curve * dots
-            overlay = curve if overlay is None else overlay * curve
-        return overlay.opts(hv.opts.Overlay(title="loss", legend_position="top_right", responsive=True,
-                                            height=self.plot_height + 40))
 
     @property
     def buffers(self) -> dict[str, Buffer]:
-        """The streams behind the plots, by history column (read their ``.data`` in tests)."""
-        return dict(self._buffers)
+        """The streams behind the core plots, by history column (what the plots draw)."""
+        return {name: buf for ts in self.series.values() for name, buf in ts.buffers.items()}
+
+    def part(self, name: str):
+        """The plot showing history name ``name`` — a core plot or a probe panel's — or None (not logged yet)."""
+        core = next((ts for ts in self.series.values() if name in ts.buffers), None)
+        return core or next((p for p in (v.part(name) for v in self.probe_panels.values()) if p is not None), None)
+
+    # ------------------------------------------------------------------ probes
+    def _sync_probes(self) -> None:
+        """One panel per attached probe; probes attached (or removed) since the last poll are picked up."""
+        if not self.probes:
+            return
+        probes = list(self.run.probes)
+        ids = tuple(id(p) for p in probes)
+        if ids == self._probe_ids:
+            return
+        self._probe_ids = ids
+        for gone in set(self.probe_panels) - set(ids):
+            self.probe_panels.pop(gone)
+        unattributed = [p for p in probes if probe_names(p) is None]
+        for probe in probes:
+            if id(probe) in self.probe_panels:
+                continue
+            if probe_names(probe) is None and probe is not unattributed[0]:
+                continue  # without the core's logged_names, unattributed probes share the first one's panel
+            self.probe_panels[id(probe)] = view(probe, run=self.run, poll=False, exclude=self._claimed_by_others(probe),
+                                                title=" · ".join(type(p).__name__ for p in unattributed)
+                                                if probe_names(probe) is None and len(unattributed) > 1 else type(probe).__name__)
+        self.probe_column.objects = [pn.Card(panel, title=panel.title, sizing_mode="stretch_width")
+                                     for pid, panel in self.probe_panels.items()]
+
+    def _claimed_by_others(self, probe) -> Callable[[str], bool]:
+        """Names another panel shows: the core plots' columns, the run's own columns, other probes' names."""
+        def claimed(name: str) -> bool:
+            if name in self.buffers or name.endswith("_loss") or name in run_columns(self.run):
+                return True
+            return any(name in (probe_names(p) or ()) for p in self.run.probes if p is not probe)
+
+        return claimed
 
     # ------------------------------------------------------------------ polling
-    def start_polling(self) -> None:
-        """Register the periodic poll (in the current server session or notebook kernel)."""
-        if self._callback is None:
-            self._callback = pn.state.add_periodic_callback(lambda: self.poll(force=False), period=self.period)
+    def read(self) -> int:
+        rows = self.feed.rows()
+        if self.feed.reset:  # history truncated (checkpoint loaded): start over
+            self.feed.reset = False
+            for ts in self.series.values():
+                ts.clear()
+        for row in rows:
+            for key in row:
+                if key.endswith("_loss") and key not in self.series["loss"].buffers:
+                    self.series["loss"].add_column(key)  # an eval probe added a held-out loss
+        for ts in self.series.values():
+            ts.add_rows(rows)
+        self._sync_probes()
+        n = len(rows)
+        for panel in self.probe_panels.values():
+            n += panel.read()
+        return n
 
-    def stop_polling(self) -> None:
-        """Stop the periodic poll (the view stays as it is)."""
-        if self._callback is not None:
-            try:
-                self._callback.stop()
-            except Exception:
-                pass
-            self._callback = None
+    def pinned(self) -> list:
+        return list(self.series.values())
+
+    def parts(self) -> list:
+        """Core plots first, then every probe panel's plots (flushed in turn while training)."""
+        return [*self.series.values(), *(p for panel in self.probe_panels.values() for p in panel.parts())]
+
+    def refresh(self) -> None:
+        self._refresh_status()
 
     def poll(self, force: bool = True) -> int:
-        """Read history rows since this view's cursor, send them to the plots, refresh the status; returns rows read.
+        """Read history rows since this view's cursor into the plots and refresh the status; returns rows read.
 
-        Runs in the server/kernel thread (the periodic callback calls ``poll(force=False)``). Plot updates
-        are HoloViews re-renders, the costly part (tens of ms each on a busy CPU), so unless ``force`` they
-        are batched: after a flush that took ``c`` seconds the next one waits ``c / max_ui_share``, keeping
-        the view's share of the process's time near ``max_ui_share`` however loaded the machine is. The
-        status line is refreshed on every poll. Never raises: an exception would silently kill a
-        notebook's periodic callback, so it is shown as the message instead.
+        Runs in the server/kernel thread (the periodic callback calls ``poll(force=False)``, which batches
+        plot updates to ``max_ui_share`` of the time while training; see :class:`widgets.streaming.Poller`).
+        Never raises: an exception is shown as the message.
         """
-        try:
-            history = self.run.history
-            if len(history) < self._cursor:  # history truncated (checkpoint loaded): start over
-                self._cursor = 0
-                self._pending.clear()
-                for buf in self._buffers.values():
-                    buf.clear()
-            rows, self._cursor = history.rows_since(self._cursor)
-            training = self.run.running  # set False (with the final status) only after the loop's last row
-            if not training:  # the loop may have ended since the read: its last rows are in now
-                more, self._cursor = history.rows_since(self._cursor)
-                rows += more
-            for row in rows:
-                for key, value in row.items():
-                    if key == "step" or not isinstance(value, (int, float)) or isinstance(value, bool):
-                        continue
-                    if key not in self._buffers:
-                        if not key.endswith("_loss"):
-                            continue
-                        self._new_loss_columns.append(key)
-                        self._buffers[key] = self._new_buffer(key)
-                        self._loss_columns.append(key)
-                    if math.isfinite(value):
-                        self._pending.setdefault(key, []).append((row["step"], float(value)))
-            now = time.perf_counter()
-            flush = force or now >= self._next_flush or not training
-            with pn.io.hold():
-                if flush and (self._pending or self._new_loss_columns):
-                    self._flush()
-                    cost = time.perf_counter() - now
-                    self._next_flush = time.perf_counter() + cost / self.max_ui_share
-                self._refresh_status()
-            return len(rows)
-        except Exception as exc:  # noqa: BLE001 - shown to the user, keeps the callback alive
-            self._show_error(exc)
-            return 0
+        return Poller.poll(self, force)
 
-    def _flush(self) -> None:
-        """Send the pending points into the Buffers (one HoloViews update per plotted column)."""
-        if self._new_loss_columns:  # a probe added an eval loss: rebuild the loss overlay once
-            self._new_loss_columns = []
-            self.loss_pane.object = self._loss_plot()
-        pending, self._pending = self._pending, {}
-        for key, pts in pending.items():
-            steps, values = zip(*pts)
-            self._buffers[key].send(pd.DataFrame({"step": np.asarray(steps, dtype="int64"),
-                                                  key: np.asarray(values, dtype="float64")}))
+    def show_error(self, exc) -> None:
+        self._show_error(exc)
 
     def _status_text(self) -> str:
         run = self.run
@@ -280,12 +270,16 @@ class TrainingMonitor(pn.viewable.Viewer):
                                  (self.save_button, busy), (self.stop_button, not busy)):
             if button.disabled != disabled:
                 button.disabled = disabled
+        locked = set(getattr(type(self.run), "LOCKED_WHILE_TRAINING", ()))
+        labels = {self.run.param[p].label for p in locked if p in self.run.param}
+        for widget in self.controls.layout.objects:
+            if getattr(widget, "name", None) in labels and hasattr(widget, "disabled") and widget.disabled != busy:
+                widget.disabled = busy
 
     @property
     def is_training(self) -> bool:
-        """True while the run's background thread (or a blocking loop) is active."""
-        thread = getattr(self.run, "_thread", None)
-        return bool(self.run.running or (thread is not None and thread.is_alive()))
+        """True while a run()/start() loop is active (the run's ``running`` param)."""
+        return bool(self.run.running)
 
     # ------------------------------------------------------------------ messages
     def _show_error(self, exc: BaseException | str) -> None:
@@ -360,6 +354,41 @@ class TrainingMonitor(pn.viewable.Viewer):
             return f"Checkpoint at step {self.run.global_step} saved to {written}."
 
         self._guarded(save)
+
+
+_ON_PAGE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # run -> the monitor displayed for it
+
+
+class RunStatus(Poller, pn.viewable.Viewer):
+    """One live line about a run whose monitor is shown elsewhere on the page (step, status, loss)."""
+
+    def __init__(self, run: Run, period: int = 500):
+        super().__init__()
+        self.source = self.run = run
+        self.period = period
+        self.text = Markdown(self._text(), margin=(0, 10))
+        self.start_polling()
+
+    def _text(self) -> str:
+        run = self.run
+        return (f"{type(run).__name__} · {run.label or run.run_id} · step {run.global_step} · {run.status} — its monitor "
+                f"is shown above (`widgets.view(run, compact_if_shown=False)` for another)")
+
+    def read(self) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
+
+    def refresh(self) -> None:
+        text = self._text()
+        if text != self.text.object:
+            self.text.object = text
+        if not self.run.running and self.run.status != "running":
+            self.stop_polling()
+
+    def __panel__(self):
+        return self.text
 
 
 @register_view(Run)

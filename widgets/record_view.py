@@ -66,7 +66,7 @@ class RecordView(pn.viewable.Viewer):
         self.position = pn.widgets.IntSlider(label="Position", start=0, end=1, value=0, visible=False)
         self.alert = Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
         self.listing = Markdown("", sizing_mode="stretch_width")
-        self.plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=self.height)
+        self.plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=self.height, linked_axes=False)
         self.row_select.param.watch(lambda _e: self._redraw(), "value")
         self.position.param.watch(lambda _e: self._redraw(), "value")
         if record is not None:

@@ -2,8 +2,9 @@
 
 * :class:`InitEditor` — registered for :class:`workbench.regime.InitLab`. Sliders for scale, rank and
   alignment; the preview (singular values and effective rank of W_rec, from ``lab.preview()``) refreshes
-  when a dial moves; **Train** runs ``lab.start()`` (a background thread) and a periodic callback polls
-  ``lab.history`` into a bounded ``Buffer`` that feeds the regime map (weight change × kernel alignment).
+  when a dial moves; **Train** runs ``lab.start()`` (a background thread) and the view (a
+  :class:`~widgets.streaming.Poller`) streams ``lab.history`` into a bounded ``Buffer`` that feeds the
+  regime map (weight change × kernel alignment).
 * :class:`RegimeMap` — a sweep Dataset as a heat map of a metric (kernel alignment, weight change …) over
   two grid dims, averaged over the rest by ``workbench.regime.grid_summary``.
 
@@ -23,11 +24,11 @@ from holoviews.streams import Buffer, Pipe
 
 from workbench.regime import InitLab, grid_summary
 
-from .polling import Poller
 from .registry import register_view
-from .resources import Markdown
+from .resources import Markdown, load_notebook_extension
+from .streaming import Feed, Poller, error_text
 
-hv.extension("bokeh", logo=False)
+hv.renderer("bokeh")  # the Bokeh backend without notebook output (see widgets.resources.publish_bokehjs)
 
 MAP_COLUMNS = ["weight_change", "kernel_alignment", "rep_cka", "rank", "scale", "alignment", "aligned", "accuracy"]
 
@@ -37,13 +38,14 @@ def _empty_points() -> pd.DataFrame:
 
 
 @register_view(InitLab)
-class InitEditor(pn.viewable.Viewer):
+class InitEditor(Poller, pn.viewable.Viewer):
     """Dials + preview + Train + regime map of trained points for one :class:`InitLab`."""
 
     def __init__(self, lab: InitLab, period_ms: int = 400, **params):
         super().__init__(**params)
-        self.lab = lab
-        self.cursor = 0
+        self.lab = self.source = lab
+        self.feed = Feed(lab.history)
+        self._rows: list[dict] = []
         self.preview_pipe = Pipe(data=pd.DataFrame({"index": [], "sigma": []}))
         self.points = Buffer(_empty_points(), length=2000, index=False)
         self.erank = pn.indicators.Number(label="effective rank of W_rec", value=0.0, format="{value:.2f}", font_size="24pt")
@@ -89,17 +91,20 @@ class InitEditor(pn.viewable.Viewer):
         except Exception as exc:
             self.status.object = f"⚠ {exc}"
 
-    def poll(self) -> int:
-        """Move new trained points from the lab's history into the map's buffer; returns how many."""
-        try:
-            rows, self.cursor = self.lab.history.rows_since(self.cursor)
-            if rows:
-                frame = pd.DataFrame(rows).reindex(columns=MAP_COLUMNS).astype(float)
-                self.points.send(frame)
-            return len(rows)
-        except Exception as exc:  # never let the periodic callback die silently
-            self.status.object = f"⚠ poll failed: {exc}"
-            return 0
+    def read(self) -> int:
+        """New trained points from the lab's history (sent to the map at the next flush)."""
+        rows = self.feed.rows()
+        self._rows += rows
+        return len(rows)
+
+    def flush(self) -> None:
+        if self._rows:
+            frame = pd.DataFrame(self._rows).reindex(columns=MAP_COLUMNS).astype(float)
+            self._rows = []
+            self.points.send(frame)
+
+    def show_error(self, exc) -> None:
+        self.status.object = f"⚠ poll failed: {error_text(exc)}"
 
     # -- layout --------------------------------------------------------------------------------
     def spectrum_plot(self):
@@ -114,15 +119,11 @@ class InitEditor(pn.viewable.Viewer):
             title="regime map: lazy = top-left, rich = bottom-right", xlabel="relative weight change ‖ΔW_rec‖/‖W0‖",
             ylabel="kernel alignment K0·Kt"), streams=[self.points])
 
-    start_polling = Poller.start_polling
-    stop_polling = Poller.stop_polling
-
     def __panel__(self):
         return self._layout
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        if not pn.extension._loaded:
-            pn.extension()
+        load_notebook_extension()
         return super()._repr_mimebundle_(include, exclude)
 
 

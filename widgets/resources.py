@@ -1,8 +1,9 @@
 """Offline notebook resources for the views: BokehJS/Panel JS inlined and published once per kernel.
 
 JupyterLab without internet cannot fetch BokehJS or Panel's stylesheets from their CDNs; this module makes
-every view render from what the kernel sends (see each function's docstring for the mechanism). It runs
-when ``widgets`` is imported in a kernel, before any view module loads hvplot; served apps are untouched.
+every view render from what the kernel sends (see each function's docstring for the mechanism). Importing
+it changes nothing: :func:`prepare_notebook` is the one explicit call (made by ``widgets/__init__.py``
+before any view module loads hvplot); outside a kernel it does nothing, so served apps are untouched.
 """
 
 from __future__ import annotations
@@ -73,7 +74,16 @@ def load_notebook_extension() -> None:
         pn.extension(inline=pn.config.inline)
 
 
-offline_notebook_resources()  # before any view module imports hvplot (which loads the notebook extension)
+def prepare_notebook() -> None:
+    """In a kernel: inline Panel/HoloViews resources and publish BokehJS once (no-op elsewhere).
+
+    Why this is needed, and why at this moment (before the view modules import hvplot/HoloViews): see
+    :func:`offline_notebook_resources` (the one change to Panel internals: its ESM shim is dropped from the
+    notebook bundle, which would otherwise request a CDN file and stop BokehJS offline) and
+    :func:`publish_bokehjs` (BokehJS must be on the page before the extensions' "reloading" stubs).
+    """
+    offline_notebook_resources()
+    publish_bokehjs()
 
 
 _INLINE_SHEETS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Document -> {CDN url: InlineStyleSheet}
@@ -119,5 +129,3 @@ class Markdown(_InlineStylesheets, pn.pane.Markdown):
 class Alert(_InlineStylesheets, pn.pane.Alert):
     """``pn.pane.Alert`` that keeps its styling offline when its text changes (see ``_InlineStylesheets``)."""
 
-
-publish_bokehjs()  # first, so the extensions' "reloading" outputs that follow find BokehJS on the page

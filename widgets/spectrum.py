@@ -3,15 +3,14 @@
 >>> import widgets.spectrum as ws
 >>> ws.analyse(model)                       # table + effective-rank bars + spectrum explorer   # doctest: +SKIP
 >>> ws.analyse(tuned, reference=base)       # … plus intruder counts and base-vs-tuned spectra  # doctest: +SKIP
->>> widgets.view(probe)                     # live heatmaps of a SpectraProbe's run              # doctest: +SKIP
 
 * :class:`SpectrumExplorer` — pick a matrix; its base and current singular values on log–log axes. For a run
-  the base is ``run.reference`` (W0) and the current spectrum follows the probe's ``singular_values`` array
-  while training (or is recomputed with Refresh).
-* :class:`SpectraMonitor` — heatmaps matrix × step of ``effective_rank`` and ``intruders`` that update while
-  training: a periodic callback reads ``run.history.arrays_since(name, cursor)`` with its own cursors and
-  pushes the (bounded) table into a ``Pipe``. Registered as the view of :class:`~workbench.spectra.SpectraProbe`.
+  the base is ``run.reference`` (W0) and the current spectrum is recomputed with Refresh.
 * :func:`analyse` — a :class:`SpectraReport` for a loaded model (optionally against a reference).
+
+Live spectra of a training run are the SpectraProbe's own view, by shape (``widgets.view(probe)``:
+heatmaps matrix × step of its per-matrix arrays, a spectrum snapshot of ``singular_values``; see
+:mod:`widgets.probe_view`).
 
 The science (SVDs, ranks, intruders) is all :mod:`workbench.spectra`; these classes only arrange and plot it.
 """
@@ -25,10 +24,9 @@ import panel as pn
 import param
 from holoviews.streams import Pipe
 
-from workbench.spectra import SpectraProbe, compare, model_spectra, spectra_table
+from workbench.spectra import compare, model_spectra, spectra_table
 
-from .monitor import error_text
-from .registry import register_view
+from .streaming import error_text
 from .resources import Alert, Markdown
 
 hv.renderer("bokeh")
@@ -50,8 +48,6 @@ class SpectrumExplorer(pn.viewable.Viewer):
     """Base vs current singular values of one matrix (log–log). ``source``: a model, a Run, or a spectra Dataset."""
 
     matrix = param.Selector(default=None, objects=[], doc="The weight matrix shown.")
-    period = param.Integer(default=500, bounds=(50, None), doc="Poll a run's history every this many ms.")
-    prefix = param.String(default="", doc="Prefix of the SpectraProbe whose singular_values are followed.")
 
     def __init__(self, source, reference=None, **params):
         super().__init__(**params)
@@ -62,8 +58,6 @@ class SpectrumExplorer(pn.viewable.Viewer):
         self.reference = reference if reference is not None else (self.run.reference if self.run is not None else None)
         self._current = source if hasattr(source, "data_vars") else None  # a precomputed Dataset
         self._base = reference if hasattr(reference, "data_vars") else None
-        self._cursor = 0
-        self._callback = None
         self.pipe = Pipe(data=pd.DataFrame(columns=_CURVE_COLUMNS))
         self.refresh_button = pn.widgets.Button(label="Refresh", description="Recompute the current spectra now")
         self.refresh_button.on_click(lambda _e: self.refresh())
@@ -74,8 +68,6 @@ class SpectrumExplorer(pn.viewable.Viewer):
         self._layout = pn.Column(pn.Row(self.select, self.refresh_button, align="end"), self.alert,
                                  pn.pane.HoloViews(plot, sizing_mode="stretch_width", height=320),
                                  sizing_mode="stretch_width")
-        if self.run is not None:
-            self._callback = pn.state.add_periodic_callback(self.poll, period=self.period)
 
     def __panel__(self):
         return self._layout
@@ -108,18 +100,6 @@ class SpectrumExplorer(pn.viewable.Viewer):
         if self._base is None and self.reference is not None:
             self._base = model_spectra(self.reference, alpha=False)  # once: W0 does not change
 
-    def poll(self) -> None:
-        """Follow the probe's latest ``singular_values`` entry in the run's history (periodic callback)."""
-        try:
-            self._ensure_base()
-            items, self._cursor = self.run.history.arrays_since(self.prefix + "singular_values", self._cursor)
-            if items:
-                step, latest = items[-1]
-                self._current = latest.to_dataset(name="singular_values")
-                self._send(label=f"step {step}")
-        except Exception as exc:
-            self.alert.object, self.alert.visible = error_text(exc), True
-
     @param.depends("matrix", watch=True)
     def _send(self, label: str = "current") -> None:
         if self._current is None or self.matrix is None:
@@ -129,93 +109,6 @@ class SpectrumExplorer(pn.viewable.Viewer):
             values["base (W0)"] = self._base.singular_values.sel(matrix=self.matrix).values
         values[label] = self._current.singular_values.sel(matrix=self.matrix).values
         self.pipe.send(_spectrum_frame(values))
-
-    def stop_polling(self) -> None:
-        if self._callback is not None:
-            self._callback.stop()
-            self._callback = None
-
-
-class SpectraMonitor(pn.viewable.Viewer):
-    """Live heatmaps matrix × step of a run's ``effective_rank`` and ``intruders`` (logged by a SpectraProbe)."""
-
-    period = param.Integer(default=500, bounds=(50, None), doc="Poll the history every this many ms.")
-    max_steps_shown = param.Integer(default=200, bounds=(2, None), doc="Most recent measured steps kept per heatmap.")
-    prefix = param.String(default="", doc="The probe's name prefix.")
-    metrics = param.List(default=["effective_rank", "intruders"], doc="Per-matrix arrays shown as heatmaps.")
-
-    def __init__(self, run, explorer: bool = True, **params):
-        super().__init__(**params)
-        self.run = run
-        self._cursors = {m: 0 for m in self.metrics}
-        self._tables: dict[str, dict[int, pd.Series]] = {m: {} for m in self.metrics}
-        # Typed empty frames: an untyped (float) `matrix` column makes the first categorical frame fail in
-        # framewise range computation ("unsupported operand type(s) for -=: 'str' and 'float'").
-        self.pipes = {m: Pipe(data=self._empty(m)) for m in self.metrics}
-        self.alert = Alert("", alert_type="danger", visible=False)
-        # Each heatmap pane gets a fresh element per poll: a categorical `matrix` axis cannot replace the numeric
-        # axis of an empty first frame inside one DynamicMap (HoloViews' range update raises TypeError).
-        self.panes = {m: pn.pane.HoloViews(self._heatmap(self._empty(m), m), sizing_mode="stretch_width", height=360)
-                      for m in self.metrics}
-        maps = list(self.panes.values())
-        self.explorer = SpectrumExplorer(run, prefix=self.prefix) if explorer else None
-        self._layout = pn.Column(Markdown(f"### Spectra · {getattr(run, 'label', '') or getattr(run, 'run_id', '')}"),
-                                 self.alert, pn.Row(*maps, sizing_mode="stretch_width"),
-                                 *([self.explorer] if self.explorer else []), sizing_mode="stretch_width")
-        self._callback = pn.state.add_periodic_callback(self.poll, period=self.period)
-
-    def __panel__(self):
-        return self._layout
-
-    @staticmethod
-    def _empty(metric: str) -> pd.DataFrame:
-        return pd.DataFrame({"step": pd.Series([], dtype="int64"), "matrix": pd.Series([], dtype=object),
-                             metric: pd.Series([], dtype="float64")})
-
-    @staticmethod
-    def _heatmap(data, metric):
-        return hv.HeatMap(data, ["step", "matrix"], metric).opts(
-            cmap="viridis", colorbar=True, tools=["hover"], responsive=True, height=340, framewise=True,
-            title=metric.replace("_", " "), xlabel="step", yaxis="left", fontsize={"yticks": 7})
-
-    def poll(self) -> None:
-        """Read new per-matrix arrays from the history and redraw (what the periodic callback runs)."""
-        try:
-            with pn.io.hold():
-                for m in self.metrics:
-                    items, self._cursors[m] = self.run.history.arrays_since(self.prefix + m, self._cursors[m])
-                    if not items:
-                        continue
-                    table = self._tables[m]
-                    for step, da in items:
-                        table[step] = da.to_series()
-                    for old in sorted(table)[: max(0, len(table) - self.max_steps_shown)]:
-                        del table[old]
-                    frame = self.frame(m)
-                    self.pipes[m].send(frame)
-                    self.panes[m].object = self._heatmap(frame, m)
-            if self.explorer is not None:
-                self.explorer.poll()
-            self.alert.visible = False
-        except Exception as exc:  # an exception would silently kill the periodic callback
-            self.alert.object, self.alert.visible = error_text(exc), True
-
-    def frame(self, metric: str) -> pd.DataFrame:
-        """The long table (step, matrix, value) behind a heatmap."""
-        table = self._tables[metric]
-        if not table:
-            return self._empty(metric)
-        wide = pd.DataFrame(table)  # rows: matrix, columns: step
-        wide.index.name, wide.columns.name = "matrix", "step"
-        return wide.stack().rename(metric).reset_index()[["step", "matrix", metric]]
-
-    def stop_polling(self) -> None:
-        for cb in (self._callback,):
-            if cb is not None:
-                cb.stop()
-        self._callback = None
-        if self.explorer is not None:
-            self.explorer.stop_polling()
 
 
 class SpectraReport(pn.viewable.Viewer):
@@ -255,10 +148,3 @@ def analyse(model, reference=None, k: int = 10, eps: float = 0.5, top_k: int | N
     than a full analysis on GPT-2-small); the bars then show the stable rank, as the effective rank needs every σ.
     """
     return SpectraReport(model, reference=reference, k=k, eps=eps, top_k=top_k)
-
-
-@register_view(SpectraProbe)
-def _probe_view(probe: SpectraProbe, **kwargs) -> SpectraMonitor:
-    if probe.run is None:
-        raise TypeError("This SpectraProbe is not attached to a run yet: run.add_probe(probe) first.")
-    return SpectraMonitor(probe.run, prefix=probe.prefix, **kwargs)

@@ -2,12 +2,12 @@
 of several methods on one plot.
 
 >>> import widgets
->>> view = widgets.view(unlearn_run)     # UnlearnMonitor: training monitor + forget/retain + Relearn  # doctest: +SKIP
+>>> view = widgets.view(unlearn_run)     # the training monitor + the UnlearnProbe's panel + Relearn  # doctest: +SKIP
 >>> TradeoffView(results)                # results: xr.Dataset over `method` (evaluate() outputs)      # doctest: +SKIP
 
-The monitor polls ``run.history.rows_since(cursor)`` from a periodic callback and sends the
-``UnlearnProbe`` columns (``forget_prob``, ``retain_prob``, ``forget_quality``, ``general_prob``, …) into
-bounded ``Buffer`` streams; the retain-vs-forget trajectory is a ``Pipe`` of all points so far. The
+An ``Unlearn`` run gets the one :class:`~widgets.monitor.TrainingMonitor`; its ``UnlearnProbe`` columns
+(``forget_prob``, ``retain_prob``, ``forget_quality``, …) are that probe's panel, by shape, plus the
+retain-vs-forget trajectory (registered for ``UnlearnProbe``). The
 Relearn button runs :func:`workbench.unlearn.relearn_attack` on a *copy* of the current model (refused
 while the run trains) and shows the before/after table; the Weights button shows the relative change,
 effective rank of ΔW and intruders per matrix since unlearning began (:func:`workbench.unlearn.update_summary`
@@ -16,8 +16,6 @@ and the attack live in :mod:`workbench.unlearn`.
 """
 
 from __future__ import annotations
-
-import math
 
 import holoviews as hv
 import numpy as np
@@ -29,33 +27,62 @@ from holoviews.streams import Buffer, Pipe
 
 from workbench.unlearn import Unlearn, UnlearnProbe, relearn_attack, update_summary
 
-from .monitor import TrainingMonitor, error_text
+from .monitor import TrainingMonitor
+from .probe_view import probe_view
 from .registry import register_view
 from .resources import Markdown
+from .streaming import empty_frame, error_text
 
 hv.renderer("bokeh")
 
-CURVES = ("forget_prob", "retain_prob", "forget_quality", "general_prob", "forget_truth")
+class Trajectory(pn.viewable.Viewer):
+    """Retain (y) against forget (x) answer probability, one point per measurement (a Buffer streams them)."""
+
+    X, Y = "forget_prob", "retain_prob"
+
+    def __init__(self, buffer_length: int = 2000):
+        super().__init__()
+        self.buffer = Buffer(empty_frame(self.X, self.Y), length=buffer_length, index=False)
+        self._pending: list[tuple] = []
+        plot = hv.DynamicMap(lambda data: hv.Scatter(data, self.X, [self.Y, "step"]), streams=[self.buffer]).opts(
+            hv.opts.Scatter(tools=["hover"], size=6, framewise=True, color="step", cmap="viridis", colorbar=True,
+                            responsive=True, height=260, title="trade-off trajectory (→ forget less, ↑ keep more)"))
+        self.pane = pn.pane.HoloViews(plot, sizing_mode="stretch_width", height=280, linked_axes=False)
+
+    def add_rows(self, rows) -> None:
+        self._pending += [(r["step"], r[self.X], r[self.Y]) for r in rows if self.X in r and self.Y in r]
+
+    def flush(self) -> None:
+        if self._pending:
+            steps, x, y = zip(*self._pending)
+            self._pending = []
+            self.buffer.send(pd.DataFrame({"step": np.asarray(steps, "int64"), self.X: np.asarray(x, "float64"),
+                                           self.Y: np.asarray(y, "float64")}))
+
+    def clear(self) -> None:
+        self._pending = []
+        self.buffer.clear()
+
+    def __panel__(self):
+        return self.pane
 
 
-class UnlearnMonitor(pn.viewable.Viewer):
-    """Training monitor + forget/retain curves + retain-vs-forget trajectory + Relearn attack."""
+@register_view(UnlearnProbe)
+def unlearn_probe_view(probe: UnlearnProbe, **kwargs):
+    """The probe's curves by shape (forget/retain probabilities share a plot) plus the trade-off trajectory."""
+    return probe_view(probe, parts=[Trajectory()], **kwargs)
 
-    run = param.ClassSelector(class_=Unlearn, doc="The unlearning run shown.")
-    period = param.Integer(default=400, bounds=(50, None), doc="Poll period (ms).")
-    buffer_length = param.Integer(default=2000, bounds=(10, None), doc="Points kept per curve.")
+
+class UnlearnTools(pn.viewable.Viewer):
+    """Relearn attack and "what moved" for an unlearning run (both refused while it trains)."""
+
     relearn_examples = param.Integer(default=4, bounds=(1, None), doc="Relearn: forget facts the attacker trains on.")
     relearn_steps = param.Integer(default=10, bounds=(1, None), doc="Relearn: attack steps.")
     relearn_lr = param.Number(default=1e-3, bounds=(0, None), doc="Relearn: attack learning rate.")
 
     def __init__(self, run: Unlearn, **params):
-        super().__init__(run=run, **params)
-        self.monitor = TrainingMonitor(run, period=self.period)
-        self._cursor = 0
-        self._buffers = {name: Buffer(pd.DataFrame({"step": np.array([], "int64"), name: np.array([], "float64")}),
-                                      length=self.buffer_length, index=False) for name in CURVES}
-        self._points: list[tuple[int, float, float]] = []
-        self.trajectory = Pipe(data=pd.DataFrame({"forget_prob": [], "retain_prob": [], "step": []}))
+        super().__init__(**params)
+        self.run = run
         self.probe = next((p for p in run.probes if isinstance(p, UnlearnProbe)), None)
         self.message = Markdown("", sizing_mode="stretch_width")
         self.relearn_button = pn.widgets.Button(label="Relearn attack", color="warning", disabled=self.probe is None,
@@ -68,93 +95,32 @@ class UnlearnMonitor(pn.viewable.Viewer):
         self.weights_button = pn.widgets.Button(label="Weights: what moved", color="default",
                                                 description="Relative change, effective rank of ΔW and intruders per matrix")
         self.weights_button.on_click(self._on_weights)
-        self.weights = Pipe(data=pd.DataFrame({"matrix": [], "relative_change": [], "delta_effective_rank": [],
-                                               "intruders": []}))
+        self.weights_table = pn.pane.DataFrame(pd.DataFrame(), sizing_mode="stretch_width")
         self.last_weights: xr.Dataset | None = None
         if self.probe is None:
             self.message.object = "Attach an `UnlearnProbe(bench, oracle=…)` to the run for forget/retain curves and Relearn."
-        self._layout = pn.Column(
-            self.monitor,
-            pn.Row(pn.pane.HoloViews(self._curves(), sizing_mode="stretch_width", height=280),
-                   pn.pane.HoloViews(self._trajectory(), sizing_mode="stretch_width", height=280),
-                   sizing_mode="stretch_width"),
+        self._layout = pn.Card(
             pn.Row(pn.Column(self.relearn_controls, self.relearn_button, width=300), self.relearn_result,
                    sizing_mode="stretch_width"),
-            pn.Row(self.weights_button, pn.pane.HoloViews(self._weights_plot(), sizing_mode="stretch_width", height=300),
-                   sizing_mode="stretch_width"),
-            self.message, sizing_mode="stretch_width")
-        self._callback = pn.state.add_periodic_callback(self.poll, period=self.period)
+            pn.Row(self.weights_button, self.weights_table, sizing_mode="stretch_width"),
+            self.message, title="Relearn attack · what moved", sizing_mode="stretch_width")
 
     def __panel__(self):
         return self._layout
-
-    def _curves(self):
-        overlay = None
-        for name in CURVES:
-            dmap = hv.DynamicMap(lambda data, _n=name: hv.Curve(data, "step", _n, label=_n).redim(**{_n: "value"}),
-                                 streams=[self._buffers[name]])
-            overlay = dmap if overlay is None else overlay * dmap
-        return overlay.opts(hv.opts.Curve(framewise=True, tools=["hover"]),
-                            hv.opts.Overlay(title="forget vs retain (UnlearnProbe)", legend_position="right",
-                                            responsive=True, height=260))
-
-    def _trajectory(self):
-        def element(data):
-            return (hv.Path([data[["forget_prob", "retain_prob"]].to_numpy()], ["forget_prob", "retain_prob"])
-                    * hv.Scatter(data, "forget_prob", ["retain_prob", "step"]))
-
-        return hv.DynamicMap(element, streams=[self.trajectory]).opts(
-            hv.opts.Scatter(tools=["hover"], size=6, framewise=True), hv.opts.Path(framewise=True),
-            hv.opts.Overlay(title="trade-off trajectory (→ forget less, ↑ keep more)", responsive=True, height=260))
-
-    def _weights_plot(self):
-        def element(data):
-            return hv.Bars(data, "matrix", ["relative_change", "delta_effective_rank", "intruders"])
-
-        return hv.DynamicMap(element, streams=[self.weights]).opts(hv.opts.Bars(
-            xrotation=70, tools=["hover"], framewise=True, responsive=True, height=280,
-            title="‖ΔW‖/‖W‖ per matrix since unlearning started (hover: effective rank of ΔW, intruders)"))
 
     def _on_weights(self, _event=None) -> None:
         """Compare π_ref (the model at the start) with the current model via workbench.unlearn.update_summary."""
         try:
             if self.run.running:
                 raise RuntimeError("The run is training: stop it before reading its weights.")
+            if getattr(self.run, "reference_model", None) is None:
+                raise RuntimeError("This run keeps no reference model (its method does not need π_ref).")
             ds = update_summary(self.run.reference_model, self.run.model)
             self.last_weights = ds
-            df = ds[["relative_change", "delta_effective_rank", "intruders"]].to_dataframe().reset_index()
-            self.weights.send(df.sort_values("relative_change", ascending=False))
+            per_matrix = [v for v in ds.data_vars if ds[v].dims == ("matrix",)]
+            self.weights_table.object = ds[per_matrix].to_dataframe().round(4)
         except Exception as exc:  # noqa: BLE001
             self.message.object = f"⚠ {error_text(exc)}"
-
-    @property
-    def buffers(self) -> dict[str, Buffer]:
-        return dict(self._buffers)
-
-    def poll(self) -> int:
-        """New history rows → curve buffers and the trajectory pipe. Never raises (shown as the message)."""
-        try:
-            rows, self._cursor = self.run.history.rows_since(self._cursor)
-            points: dict[str, list] = {}
-            for row in rows:
-                for name in CURVES:
-                    v = row.get(name)
-                    if isinstance(v, (int, float)) and math.isfinite(v):
-                        points.setdefault(name, []).append((row["step"], float(v)))
-                if "forget_prob" in row and "retain_prob" in row:
-                    self._points.append((row["step"], row["forget_prob"], row["retain_prob"]))
-            with pn.io.hold():
-                for name, pts in points.items():
-                    steps, vals = zip(*pts)
-                    self._buffers[name].send(pd.DataFrame({"step": np.asarray(steps, "int64"),
-                                                           name: np.asarray(vals, "float64")}))
-                if points.get("forget_prob"):
-                    s, f, r = zip(*self._points)
-                    self.trajectory.send(pd.DataFrame({"forget_prob": f, "retain_prob": r, "step": s}))
-            return len(rows)
-        except Exception as exc:  # noqa: BLE001 - keeps the periodic callback alive
-            self.message.object = f"⚠ {error_text(exc)}"
-            return 0
 
     def _on_relearn(self, _event=None) -> None:
         try:
@@ -173,18 +139,13 @@ class UnlearnMonitor(pn.viewable.Viewer):
         except Exception as exc:  # noqa: BLE001
             self.message.object = f"⚠ {error_text(exc)}"
 
-    def stop_polling(self) -> None:
-        for cb in (self._callback,):
-            try:
-                cb.stop()
-            except Exception:  # noqa: BLE001
-                pass
-        self.monitor.stop_polling()
-
 
 @register_view(Unlearn)
-def unlearn_monitor(run: Unlearn, **kwargs) -> UnlearnMonitor:
-    return UnlearnMonitor(run, **kwargs)
+def unlearn_monitor(run: Unlearn, **kwargs) -> TrainingMonitor:
+    """The one training monitor, with the relearn attack and "what moved" below; the forget/retain curves
+    and the trajectory are the UnlearnProbe's own panel."""
+    kwargs.setdefault("extras", [UnlearnTools(run)])
+    return TrainingMonitor(run, **kwargs)
 
 
 class TradeoffView(pn.viewable.Viewer):

@@ -7,7 +7,10 @@ import pytest
 import torch
 
 import widgets
-from widgets.finetune import CompareRuns, FineTuneMonitor, InitPanel
+from widgets.finetune import CompareRuns, InitPanel, MitigationPanel
+from widgets.heatmap import MatrixHeatmap
+from widgets.monitor import TrainingMonitor
+from widgets.spectrum import SpectrumExplorer
 from workbench import data, models
 from workbench.finetune import FineTune, fresh_copy
 
@@ -32,22 +35,25 @@ def forget():
 def test_finetune_view_is_registered_and_streams_intruders(base, ds, forget):
     ft = FineTune(fresh_copy(base), ds, method="lora", rank=2, forget_data=forget, **SMALL)
     view = widgets.view(ft)
-    assert isinstance(view, FineTuneMonitor)
+    assert isinstance(view, TrainingMonitor)  # the one monitor, configured for fine-tuning
     root = pn.panel(view).get_root()
     assert root is not None
-    shown = set(view.monitor.controls.parameters)
+    shown = set(view.controls.parameters)
     assert "lr" in shown and not shown & {"method", "rank", "init", "target_modules"}  # fixed at construction
-    assert "lora r=2" in view.settings.object
+    assert "lora r=2" in view.header
     ft.run(4, progress=False)
-    view.poll()  # (the periodic callback may already have polled: check the streams, not the count)
-    assert "⚠" not in view.message.object, view.message.object
-    heat = view.intruders.data
-    assert set(heat.step) == {0, 2, 4} and len(heat) == 3 * len(ft.target_matrices)
-    view.monitor.poll()
-    assert len(view.monitor.buffers["pretrain_loss"].data) == 3
-    view.mitigate_button.clicks += 1
-    assert "intruders" in view.result.object.columns and len(view.result.object) == 2, view.message.object
-    assert not view.explorer.alert.visible and view.explorer.matrix is not None
+    view.poll()
+    assert not view.alert.visible, view.alert.object
+    heat = view.part("intruders")  # the SpectraProbe's heatmap, by shape
+    assert isinstance(heat, MatrixHeatmap)
+    assert set(heat.frame().step) == {0, 2, 4} and len(heat.frame()) == 3 * len(ft.target_matrices)
+    assert isinstance(view.part("delta_effective_rank"), MatrixHeatmap)  # the DeltaProbe's
+    assert len(view.buffers["pretrain_loss"].data) == 3
+    mitigation = next(e for e in view.extras if isinstance(e, MitigationPanel))
+    mitigation.mitigate_button.clicks += 1
+    assert "intruders" in mitigation.result.object.columns and len(mitigation.result.object) == 2, mitigation.message.object
+    explorer = next(e for e in view.extras if isinstance(e, SpectrumExplorer))
+    assert not explorer.alert.visible and explorer.matrix is not None
     view.stop_polling()
 
 

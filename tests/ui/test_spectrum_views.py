@@ -9,7 +9,10 @@ import panel as pn
 import pytest
 
 import widgets
-from widgets.spectrum import SpectraMonitor, SpectraReport, SpectrumExplorer, analyse
+from bokeh.models import ColumnDataSource
+
+from widgets.probe_view import ProbeView
+from widgets.spectrum import SpectraReport, SpectrumExplorer, analyse
 from workbench import Run, Snapshot, data, models
 from workbench.matrices import weight_matrices
 from workbench.spectra import SpectraProbe
@@ -25,36 +28,37 @@ def probed_run(stories):
     probe = SpectraProbe(every=2, singular_values=True)
     run = Run("gpt2-1m", stories, probes=[probe], batch_size=4, max_steps=200, eval_every=0, log_every=2)
     yield run, probe
-    run.stop(wait=False)
-    if run._thread is not None:
-        run._thread.join(60)
+    run.stop(wait=True, timeout=60)
 
 
-def test_probe_view_heatmaps_update_while_training(probed_run):
+def test_spectra_probe_view_streams_while_training(probed_run):
+    """The SpectraProbe's view (by shape) gets every measured step into what its heatmaps and snapshot draw."""
     run, probe = probed_run
-    view = widgets.view(probe)
-    assert isinstance(view, SpectraMonitor)
-    pn.panel(view).get_root()
+    view = widgets.view(probe, run=run)
+    assert isinstance(view, ProbeView)
+    root = pn.panel(view).get_root()
     n = len(weight_matrices(run.model))
     run.run(4, progress=False)
     view.poll()
-    frame = view.pipes["effective_rank"].data
+    erank = view.part("effective_rank")
+    frame = erank.heat_pipe.data  # what the heatmap's DynamicMap draws
     assert sorted(set(frame.step)) == [0, 2, 4] and len(frame) == 3 * n
     assert np.isfinite(frame.effective_rank).all()
-    assert view.pipes["intruders"].data.query("step == 0").intruders.sum() == 0
+    assert view.part("intruders").heat_pipe.data.query("step == 0").intruders.sum() == 0
+    assert max(len(s.data["intruders"]) for s in root.select({"type": ColumnDataSource}) if "intruders" in s.data) == 3 * n
     # live: a background run keeps feeding the heatmaps through the poll
     run.start(4)
     t0 = time.time()
-    while time.time() - t0 < 60 and 8 not in set(view.pipes["intruders"].data.step):
+    while time.time() - t0 < 60 and 8 not in set(view.part("intruders").heat_pipe.data.step):
         view.poll()
         time.sleep(0.1)
     run.wait()
     view.poll()
-    assert {6, 8} <= set(view.pipes["intruders"].data.step)
-    # the explorer follows the probe's singular values: base (W0) vs the latest step
-    curves = view.explorer.pipe.data
-    assert set(curves.which) == {"base (W0)", "step 8"}
-    assert not view.alert.visible and not view.explorer.alert.visible  # every redraw succeeded
+    assert {6, 8} <= set(view.part("intruders").heat_pipe.data.step)
+    # the snapshot follows the probe's singular values: first step (W0) vs the latest step
+    snap = view.part("singular_values")
+    assert snap.steps[-1] == 8 and set(snap.pipe.data.which) == {"first measured step (W0 at step 0)", "chosen step"}
+    assert not view.alert.visible
     view.stop_polling()
 
 
@@ -93,25 +97,3 @@ def test_analyse_panel_in_top_k_mode():
     pn.panel(report).get_root()
     assert report.spectra.sizes["index"] == 8 and report.table.effective_rank.isna().all()
     assert (report.table.stable_rank > 1).all()
-
-
-def test_spectra_monitor_heatmaps_render_after_training():
-    """Regression: the first categorical frame after an empty one must not break the heatmap (it raised TypeError)."""
-    import panel as pn
-    from bokeh.document import Document
-
-    from workbench import Run, data
-    from workbench.spectra import SpectraProbe
-    from widgets.spectrum import SpectraMonitor
-
-    ds = data.load("stories", n_docs=100)
-    run = Run("gpt2-1m", ds, batch_size=4, eval_every=0)
-    run.add_probe(SpectraProbe(every=2))
-    monitor = SpectraMonitor(run)
-    pn.panel(monitor).get_root(Document())
-    run.run(4, progress=False)
-    monitor.poll()
-    assert not monitor.alert.visible, monitor.alert.object
-    frame = monitor.pipes["intruders"].data
-    assert set(frame.step) == {0, 2, 4} and frame.matrix.nunique() > 10
-    monitor.stop_polling()

@@ -9,7 +9,8 @@ import pytest
 import xarray as xr
 
 import widgets
-from widgets.unlearn import TradeoffView, UnlearnMonitor
+from widgets.monitor import TrainingMonitor
+from widgets.unlearn import TradeoffView, Trajectory, UnlearnTools
 from workbench import models
 from workbench.unlearn import FactsBenchmark, Unlearn, UnlearnProbe
 
@@ -27,15 +28,20 @@ def base():
 def test_unlearn_monitor_streams_curves_and_relearns(base, bench):
     run = Unlearn(copy.deepcopy(base), bench.split("forget"), bench.split("retain"), method="npo", batch_size=4,
                   lr=1e-2, probes=[UnlearnProbe(bench, oracle=base, every=2)])
-    view = widgets.view(run)
-    assert isinstance(view, UnlearnMonitor)
-    assert pn.panel(view).get_root() is not None
+    monitor = widgets.view(run)
+    assert isinstance(monitor, TrainingMonitor)  # the one monitor, configured
+    assert pn.panel(monitor).get_root() is not None
     run.run(4, progress=False)
-    assert view.poll() > 0
-    assert "⚠" not in view.message.object, view.message.object
-    assert list(view.buffers["forget_prob"].data.step) == [0, 2, 4]
-    assert len(view.buffers["forget_quality"].data) == 3
-    assert len(view.trajectory.data) == 3
+    assert monitor.poll() > 0
+    assert not monitor.alert.visible, monitor.alert.object
+    probs = monitor.part("forget_prob")  # the UnlearnProbe's panel: probabilities share one plot
+    assert probs is monitor.part("retain_prob")
+    assert list(probs.buffers["forget_prob"].data.step) == [0, 2, 4]
+    assert len(monitor.part("forget_quality").buffers["forget_quality"].data) == 3
+    panel = next(iter(monitor.probe_panels.values()))
+    trajectory = next(p for p in panel.extra_parts if isinstance(p, Trajectory))
+    assert len(trajectory.buffer.data) == 3
+    view = next(e for e in monitor.extras if isinstance(e, UnlearnTools))
     assert view.relearn_button.disabled is False
     view.relearn_steps = 2
     view.relearn_button.clicks += 1
@@ -44,16 +50,15 @@ def test_unlearn_monitor_streams_curves_and_relearns(base, bench):
     assert "→" in view.message.object
     view.weights_button.clicks += 1
     assert view.last_weights is not None, view.message.object
-    assert len(view.weights.data) == len(view.last_weights.matrix) and (view.weights.data.relative_change > 0).any()
-    view.stop_polling()
+    assert len(view.weights_table.object) == len(view.last_weights.matrix)
+    monitor.stop_polling()
 
 
 def test_unlearn_monitor_without_probe_explains(base, bench):
     run = Unlearn(copy.deepcopy(base), bench.split("forget"), method="ga", batch_size=4)
-    view = UnlearnMonitor(run)
+    view = UnlearnTools(run)
     pn.panel(view).get_root()
     assert view.relearn_button.disabled and "UnlearnProbe" in view.message.object
-    view.stop_polling()
 
 
 def test_tradeoff_view_plots_every_method():

@@ -31,9 +31,7 @@ def dataset():
 def run(dataset):
     r = Run("gpt2-1m", dataset, batch_size=4, max_steps=400, log_every=2, eval_every=5, eval_batches=1, label="t")
     yield r
-    r.stop(wait=False)
-    if r._thread is not None:
-        r._thread.join(30)
+    r.stop(wait=True, timeout=30)
 
 
 def wait_for(cond, timeout=30.0, view=None):
