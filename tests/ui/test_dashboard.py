@@ -250,6 +250,14 @@ def test_two_sessions_save_in_separate_folders(labs, browser):
             p.close()
 
 
+def _run(coro_fn):
+    """Run a coroutine in a thread of its own (Playwright's sync API keeps an event loop in this one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(coro_fn())).result()
+
+
 def _page_and_token(port: int, host: str):
     from tornado import httpclient
 
@@ -258,7 +266,7 @@ def _page_and_token(port: int, host: str):
                                                      raise_error=False)
         return r.code, r.body.decode(errors="replace")
 
-    return asyncio.run(fetch())
+    return _run(fetch)
 
 
 def _websocket(port: int, host: str, origin: str, token: str):
@@ -275,7 +283,7 @@ def _websocket(port: int, host: str, origin: str, token: str):
         conn.close()
         return "open" if message and "ACK" in message else f"closed: {message!r}"
 
-    return asyncio.run(connect())
+    return _run(connect)
 
 
 @pytest.mark.timeout(300)
