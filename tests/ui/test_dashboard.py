@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-gpu"]
 TINY = ["--n-docs", "60", "--set", "pretrain_steps=30", "--set", "facts_steps=20", "--set", "facts_entities=10",
-        "--set", "finetune_docs=40", "--set", "init_hidden=16", "--set", "init_steps=20", "--set", "probe_every=3",
+        "--set", "finetune_docs=40", "--set", "init_hidden=16", "--set", "init_steps=20", "--set", "probe_every=10",
         "--set", "batch_size=4", "--set", "unlearn_steps=200"]
 ENV = dict(os.environ, OMP_NUM_THREADS="1", WORKBENCH_TORCH_THREADS="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
            TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT))
