@@ -125,6 +125,7 @@ class Tab:
         self.started = False
         self.stages: dict = {}
         self.views: list = []
+        self.tools: dict = {}  # further panels of the tab (e.g. the Unlearning tab's Relearn), by title
 
 
 class DashboardSession:
@@ -217,7 +218,8 @@ class DashboardSession:
             if tab.title == "Unlearning":
                 from widgets.dashboard.relearn import RelearnPanel
 
-                shown.append(("Relearn", RelearnPanel(self, tab, stages["unlearn"])))
+                tab.tools["Relearn"] = RelearnPanel(self, tab, stages["unlearn"])
+                shown.append(("Relearn", tab.tools["Relearn"]))
             items.append(shown[0][1] if len(shown) == 1 else pn.Tabs(*shown, dynamic=True, sizing_mode="stretch_width"))
         except Exception as exc:  # noqa: BLE001
             if error is None:
