@@ -432,3 +432,11 @@ def test_experiment_convention(tmp_path):
             Experiment(path).build()
         assert expected.replace("experiment.py", "exp.py") in str(info.value), case
         assert str(tmp_path) not in str(info.value)
+
+
+def test_app_builds_serve_serves_no_cycle():
+    import subprocess
+
+    code = ("import sys, widgets.app; assert 'widgets.serve' not in sys.modules, 'app imports serve'; "
+            "import widgets.serve; assert sum(m.endswith('app') and 'widgets' in m for m in sys.modules) == 1")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, check=True, timeout=120)
