@@ -192,7 +192,10 @@ class DashboardSession:
 
     def _build_then_present(self, tab: Tab) -> None:
         stages, error = self._build(tab)
-        self.doc.add_next_tick_callback(partial(self._present_in_doc, tab, stages, error))
+        try:
+            self.doc.add_next_tick_callback(partial(self._present_in_doc, tab, stages, error))
+        except Exception:  # noqa: BLE001 - the session was destroyed while its tab was building
+            log.info("Session %s went away while its %s tab was building.", self.files.session_id, tab.title)
 
     def _present_in_doc(self, tab: Tab, stages, error) -> None:
         from panel.io.state import set_curdoc
