@@ -96,11 +96,13 @@ def rich_lazy(config, slots) -> dict:
         """The init lab, asking the server for a training slot before each point (it has no loop callbacks)."""
 
         def start(self):
+            held = self in slots.active()  # a point still training keeps its slot if this start is refused
             slots.claim(self)
             try:
                 return super().start()
             except BaseException:
-                slots.release(self)
+                if not held:
+                    slots.release(self)
                 raise
 
     return {"lab": ServedInitLab(n_hidden=config.init_hidden, steps=config.init_steps, n_train=128, n_probe=16)}
