@@ -1,88 +1,78 @@
-"""The workbench dashboard: a Panel app where each browser session trains its own tiny default run.
+"""The workbench dashboard: every lab (and a researcher's own experiment) for each browser session.
 
-Serve it with ``workbench serve`` / ``make serve`` (see :mod:`widgets.serve`) or directly::
+This module *builds* one session's page; :mod:`widgets.serve` *serves* it (``workbench serve``,
+``make serve``, ``python -m widgets.serve``). It never imports the serving module, and it is not a
+script: serve it through :func:`widgets.serve.serve`, which also installs the server hooks the
+security model needs (:mod:`widgets.dashboard.security`).
 
-    panel serve widgets/app.py --address 127.0.0.1 --port 5006 --allow-websocket-origin=127.0.0.1:5006
+The page has one tab per lab — Training, Spectra, Fine-tuning, Rich/lazy, Unlearning
+(:mod:`widgets.dashboard.labs`) — plus Records; or, with an experiment file, the stages its
+``experiment()`` returns (:mod:`widgets.dashboard.experiment`) plus Records. Each tab builds its stage
+the first time the session opens it (in a worker thread: the page stays responsive, other sessions are
+not blocked), and shows it with ``widgets.view(stage)`` — the same monitor as in a notebook.
 
-Each session gets a fresh :class:`workbench.Run` (``gpt2-1m`` on the built-in ``stories`` corpus; the
-tokenized dataset is built once per process and shared read-only) wrapped in a
-:class:`~widgets.monitor.TrainingMonitor`, plus a record tab. A visitor can Step/Start/Stop at once.
-
-Safety for a shared server: nothing a visitor types is evaluated — controls are typed widgets generated
-from declared parameters, with bounds on batch size and length; checkpoints and records can only be
-written or opened inside ``results_dir``; closing the tab stops the session's run
-(``pn.state.on_session_destroyed``); and at most ``max_running`` trainings run at once across all
-sessions (:class:`RunSlots`) — the visitor who hits the cap is told so and can Step meanwhile.
+Safety for a shared server (details in ``docs/dashboard.md``): nothing typed is evaluated; at most
+``max_running`` trainings run at once across all sessions (:class:`~widgets.dashboard.slots.RunSlots`,
+enforced in the training loop itself) with server limits on batch size and steps; each session reads and
+writes files only in its own folder (:class:`~widgets.dashboard.files.SessionFiles`); closing the page
+stops the session's trainings and frees their slots at once; pages show no server paths or tracebacks.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-import weakref
-from pathlib import Path
+from functools import partial
 
 import panel as pn
 import param
 
-from workbench import Run, data as wb_data
-from workbench.errors import ConfigError
-
-from widgets.monitor import TrainingMonitor  # absolute: `panel serve widgets/app.py` runs this file as a script
-from widgets.record_view import RecordView
+from widgets.dashboard.files import SessionFiles, public_message
+from widgets.dashboard.labs import LABS
+from widgets.dashboard.records import RecordsTab
+from widgets.dashboard.slots import RunSlots
 from widgets.resources import Alert, Markdown
 
+log = logging.getLogger("workbench.dashboard")
 
-class RunSlots:
-    """A cap on concurrently training runs, shared by every session of one server process."""
-
-    def __init__(self, max_running: int = 2):
-        self.max_running = int(max_running)
-        self._lock = threading.Lock()
-        self._runs: weakref.WeakSet = weakref.WeakSet()
-
-    def active(self) -> list[Run]:
-        """Runs of this server that are training now."""
-        alive = []
-        for run in list(self._runs):
-            thread = getattr(run, "_thread", None)
-            if run.running or (thread is not None and thread.is_alive()):
-                alive.append(run)
-            else:
-                self._runs.discard(run)
-        return alive
-
-    def start(self, run: Run, n: int | None = None) -> None:
-        """``run.start(n)`` if a slot is free, else a :class:`ConfigError` that says so (used as the monitor's starter)."""
-        with self._lock:
-            busy = [r for r in self.active() if r is not run]
-            if len(busy) >= self.max_running:
-                raise ConfigError(f"The server is already training {len(busy)} run(s), its limit (max_running="
-                                  f"{self.max_running}). Try again when one stops, or use Step meanwhile.")
-            run.start(n)
-            self._runs.add(run)
+__all__ = ["DashboardConfig", "DashboardSession", "RunSlots", "CONFIG", "SLOTS", "create_app", "session_view"]
 
 
 class DashboardConfig(param.Parameterized):
-    """Settings of the served dashboard (environment variables ``WORKBENCH_*`` set the defaults)."""
+    """Settings of a served dashboard (``workbench serve --set NAME=VALUE``; ``WORKBENCH_*`` set some defaults)."""
 
-    model = param.String(default=os.environ.get("WORKBENCH_MODEL", "gpt2-1m"), doc="Preset of each session's run.")
-    dataset = param.String(default="stories", doc="Built-in dataset of each session's run.")
+    model = param.String(default=os.environ.get("WORKBENCH_MODEL", "gpt2-1m"), doc="Preset of every lab's model.")
+    dataset = param.String(default="stories", doc="Built-in dataset of the Training and Spectra runs.")
     n_docs = param.Integer(default=int(os.environ.get("WORKBENCH_N_DOCS", "300")), bounds=(10, None),
-                           doc="Training documents (small, so a session is ready in seconds).")
-    batch_size = param.Integer(default=8, bounds=(1, 64), doc="Default batch size of a session's run.")
-    max_steps = param.Integer(default=500, bounds=(1, None), doc="Default length of Start.")
+                           doc="Training documents of the Training and Spectra runs (small: ready in seconds).")
+    batch_size = param.Integer(default=8, bounds=(1, 64), doc="Default batch size of the runs.")
+    max_steps = param.Integer(default=500, bounds=(1, None), doc="Default length of Start (Training, Spectra).")
+    probe_every = param.Integer(default=10, bounds=(1, None), doc="Steps between probe measurements (spectra, intruders).")
+    pretrain_steps = param.Integer(default=200, bounds=(1, None),
+                                   doc="Pre-training steps of the base of the Fine-tuning and Unlearning tabs (cached).")
+    finetune_docs = param.Integer(default=300, bounds=(10, None), doc="`recipes` documents of the Fine-tuning tab.")
+    finetune_steps = param.Integer(default=150, bounds=(1, None), doc="Default length of each fine-tuning.")
+    init_hidden = param.Integer(default=32, bounds=(2, 512), doc="RNN width of the Rich/lazy tab's init lab.")
+    init_steps = param.Integer(default=100, bounds=(1, None), doc="Training steps per point of the init lab.")
+    facts_entities = param.Integer(default=20, bounds=(10, None), doc="Fictitious people of the Unlearning benchmark.")
+    facts_steps = param.Integer(default=100, bounds=(1, None), doc="Fine-tuning steps of its target/oracle (cached).")
+    unlearn_method = param.String(default="npo", doc="Unlearning method of the Unlearning tab (METHODS registry).")
+    unlearn_steps = param.Integer(default=30, bounds=(1, None), doc="Default length of the unlearning run.")
     max_running = param.Integer(default=int(os.environ.get("WORKBENCH_MAX_RUNNING", "2")), bounds=(1, None),
                                 doc="Trainings allowed to run at once across all sessions.")
+    max_batch_size = param.Integer(default=64, bounds=(1, None), doc="Largest batch size a visitor may train with.")
+    max_steps_limit = param.Integer(default=20_000, bounds=(1, None), doc="Largest max_steps a visitor may train to.")
     results_dir = param.String(default=os.environ.get("WORKBENCH_RESULTS", "results/dashboard"),
-                               doc="The only folder visitors can save checkpoints/records to or open records from.")
+                               doc="Each session saves in <results_dir>/sessions/<id>/; records in results_dir are "
+                                   "readable by every session.")
     period = param.Integer(default=300, bounds=(50, None), doc="Plot refresh period (ms).")
 
 
 CONFIG = DashboardConfig()
-SLOTS = RunSlots(CONFIG.max_running)
+SLOTS = RunSlots(CONFIG.max_running, CONFIG.max_batch_size, CONFIG.max_steps_limit)
 
-# What a visitor may change, with bounds that keep a shared CPU server usable.
+# What a visitor may change on a plain run, with bounds that keep a shared CPU server usable.
 VISITOR_PARAMS = ["optimizer", "lr", "schedule", "warmup_steps", "weight_decay", "grad_clip", "batch_size",
                   "max_steps", "seed", "log_every", "eval_every", "label"]
 VISITOR_WIDGETS = {
@@ -94,83 +84,193 @@ VISITOR_WIDGETS = {
 }
 
 
-def shared_dataset(config: DashboardConfig = CONFIG):
-    """The session runs' dataset, built once per server process (splits are read-only tensors)."""
-    key = f"workbench-dashboard-data-{config.dataset}-{config.n_docs}"
-    return pn.state.as_cached(key, lambda: wb_data.load(config.dataset, n_docs=config.n_docs,
-                                                        n_val_docs=max(20, config.n_docs // 10)))
+def view_options(stage, files: SessionFiles, config: DashboardConfig) -> dict:
+    """Keywords of ``widgets.view(stage, …)`` on a shared server: checkpoints only inside the session's folder,
+    and for a training stage only the visitor-safe parameters as controls (``device`` is never offered)."""
+    if not hasattr(stage, "save_checkpoint"):
+        return {}
+    editable = list(stage.config()) if hasattr(stage, "config") else []
+    widgets = {k: v for k, v in VISITOR_WIDGETS.items() if k in editable}
+    if "batch_size" in widgets:
+        widgets["batch_size"] = {**widgets["batch_size"], "end": config.max_batch_size}
+    return dict(save_root=str(files.folder), parameters=[p for p in VISITOR_PARAMS if p in editable], widgets=widgets,
+                period=config.period)
 
 
-def default_run(config: DashboardConfig = CONFIG) -> Run:
-    """A fresh run of the embedded default experiment."""
-    return Run(config.model, shared_dataset(config), batch_size=config.batch_size, max_steps=config.max_steps,
-               log_every=5, eval_every=25, eval_batches=2, label="session")
+def show(stage, files: SessionFiles, config: DashboardConfig):
+    """``widgets.view(stage)`` sandboxed to the session's folder; refuses a view that cannot be sandboxed."""
+    import widgets
+
+    options = view_options(stage, files, config)
+    try:
+        return widgets.view(stage, **options)
+    except TypeError as exc:
+        if not options or "unexpected keyword" not in str(exc):
+            raise
+    try:  # a view without control/period options: keep the one that matters
+        return widgets.view(stage, save_root=options["save_root"])
+    except TypeError:
+        log.error("The view of %s accepts no save_root; not served (its checkpoint button would write anywhere).",
+                  type(stage).__name__)
+        raise TypeError(f"The dashboard cannot confine the view of a {type(stage).__name__} to this session's "
+                        f"folder, so it does not serve it; ask the view's author to accept save_root.") from None
 
 
-def session_view(run: Run, config: DashboardConfig = CONFIG, slots: RunSlots | None = None) -> pn.viewable.Viewable:
-    """The dashboard for one session: the run's monitor and a record tab, sandboxed to ``results_dir``."""
-    slots = slots or SLOTS
-    root = Path(config.results_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    monitor = TrainingMonitor(run, parameters=VISITOR_PARAMS, widgets=VISITOR_WIDGETS, save_root=str(root),
-                              starter=slots.start, period=config.period)
-    records = RecordView(root=str(root))
-    snapshot = pn.widgets.Button(label="Show this run's record", color="primary")
+class Tab:
+    """One lazily built tab: a container that fills the first time the tab is opened."""
 
-    def show_record(_event=None):
-        records.clear()
-        records.add(run.record, label=run.label or "this run")
+    def __init__(self, title: str, intro: str, build, first_time: str = ""):
+        self.title, self.intro, self.build, self.first_time = title, intro, build, first_time
+        self.container = pn.Column(sizing_mode="stretch_width", name=title)
+        self.started = False
+        self.stages: dict = {}
+        self.views: list = []
+        self.tools: dict = {}  # further panels of the tab (e.g. the Unlearning tab's Relearn), by title
 
-    snapshot.on_click(show_record)
-    record_name = pn.widgets.TextInput(label="Save record as", value=f"{run.run_id}.nc")
-    save_record = pn.widgets.Button(label="Save record", color="default")
-    saved = Alert("", visible=False, sizing_mode="stretch_width")
 
-    def do_save(_event=None):
+class DashboardSession:
+    """One browser session's page: its tabs, stages, views and folder; :meth:`close` ends its trainings."""
+
+    def __init__(self, config: DashboardConfig = CONFIG, slots: RunSlots | None = None, experiment=None,
+                 session_id: str | None = None):
+        self.config, self.slots, self.experiment = config, slots or SLOTS, experiment
+        self.files = SessionFiles(config.results_dir, session_id)
+        self.doc = pn.state.curdoc if pn.state.curdoc is not None and pn.state.curdoc.session_context else None
+        self.closed = False
+        self._lock = threading.Lock()
+        if experiment is None:
+            self.tabs = [Tab(lab.title, lab.intro, partial(lab.build, config, self.slots), lab.first_time)
+                         for lab in LABS.values()]
+        else:
+            self.tabs = [Tab(experiment.path.stem, f"Your experiment `{experiment.name}`: the stages its "
+                             f"`experiment()` returned, yours alone for this browser session.", experiment.build)]
+        self.records = RecordsTab(self)
+        self.tabs.append(Tab("Records", "Save the records of this session's stages, open and compare saved ones.",
+                             lambda: {}))
+        self.widget = pn.Tabs(*[(t.title, t.container) for t in self.tabs], dynamic=True, sizing_mode="stretch_width")
+        self.widget.param.watch(lambda event: self.open_tab(event.new), "active")
+        where = (f"`{experiment.name}`" if experiment else "the workbench labs")
+        self.header = Markdown(
+            f"**workbench** · {where}, each tab yours alone for this browser session (built when you first open "
+            f"it). At most {self.slots.max_running} trainings run at once on this server. Files you save stay in "
+            f"your session's own folder.", sizing_mode="stretch_width")
+        self.layout = pn.Column(self.header, self.widget, sizing_mode="stretch_width")
+        self.layout.session = self  # for tests and embedding
+        self.open_tab(0)
+
+    # ------------------------------------------------------------------ stages
+    @property
+    def stages(self) -> dict:
+        """Every stage built so far, by ``"tab / label"``."""
+        return {(f"{t.title} / {label}" if len(t.stages) > 1 else t.title): stage
+                for t in self.tabs for label, stage in t.stages.items()}
+
+    def open_tab(self, index: int) -> None:
+        """Build tab ``index`` if it was never opened (in a worker thread inside a server session)."""
+        tab = self.tabs[index]
+        if tab.started or self.closed:
+            return
+        tab.started = True
+        if tab.title == "Records":
+            tab.container[:] = [Markdown(tab.intro), self.records]
+            self.records.refresh()
+            return
+        note = f" {tab.first_time}" if tab.first_time else ""
+        tab.container[:] = [Markdown(f"{tab.intro}\n\n*Building this tab's stage…{note}*", sizing_mode="stretch_width")]
+        if self.doc is None:  # a notebook or a test: build now
+            self._present(tab, *self._build(tab))
+            return
+        threading.Thread(target=self._build_then_present, args=(tab,), name=f"dashboard-build-{tab.title}",
+                         daemon=True).start()
+
+    def _build(self, tab: Tab):
         try:
-            from widgets.monitor import resolve_inside
+            return tab.build(), None
+        except Exception as exc:  # noqa: BLE001 - shown as one line; the log keeps the traceback
+            log.error("Building the %s tab failed", tab.title, exc_info=exc)
+            return None, exc
 
-            path = resolve_inside(root, record_name.value.strip() or f"{run.run_id}.nc")
-            run.save_record(path)
-            saved.object, saved.alert_type = f"Record saved to {path} (open it by name above).", "success"
-        except Exception as exc:  # noqa: BLE001 - shown, not raised
-            from widgets.monitor import error_text
+    def _build_then_present(self, tab: Tab) -> None:
+        stages, error = self._build(tab)
+        try:
+            self.doc.add_next_tick_callback(partial(self._present_in_doc, tab, stages, error))
+        except Exception:  # noqa: BLE001 - the session was destroyed while its tab was building
+            log.info("Session %s went away while its %s tab was building.", self.files.session_id, tab.title)
 
-            saved.object, saved.alert_type = error_text(exc), "danger"
-        saved.visible = True
+    def _present_in_doc(self, tab: Tab, stages, error) -> None:
+        from panel.io.state import set_curdoc
 
-    save_record.on_click(do_save)
-    intro = Markdown(
-        f"**workbench** · a `{config.model}` model on the built-in `{config.dataset}` corpus, yours alone for this "
-        f"browser session. Step it, Start/Stop it, change its parameters. At most {slots.max_running} trainings run "
-        f"at once on this server.", sizing_mode="stretch_width")
-    record_tab = pn.Column(pn.Row(snapshot, record_name, save_record, align="end"), saved, records,
-                           sizing_mode="stretch_width")
-    layout = pn.Column(intro, pn.Tabs(("Training", monitor), ("Record", record_tab), dynamic=False),
-                       sizing_mode="stretch_width")
-    layout.monitor = monitor  # for tests and embedding
+        with set_curdoc(self.doc):
+            self._present(tab, stages, error)
+
+    def _present(self, tab: Tab, stages: dict | None, error: BaseException | None) -> None:
+        """Show the built stages (in the session's thread): guard each, then ``widgets.view`` it."""
+        if self.closed:
+            return
+        items = [Markdown(tab.intro, sizing_mode="stretch_width")]
+        try:
+            if error is not None:
+                raise error
+            shown = []
+            for label, stage in stages.items():
+                self.slots.guard(stage)
+                view = show(stage, self.files, self.config)
+                tab.stages[label] = stage
+                tab.views.append(view)
+                shown.append((label, view))
+            if tab.title == "Unlearning":
+                from widgets.dashboard.relearn import RelearnPanel
+
+                tab.tools["Relearn"] = RelearnPanel(self, tab, stages["unlearn"])
+                shown.append(("Relearn", tab.tools["Relearn"]))
+            items.append(shown[0][1] if len(shown) == 1 else pn.Tabs(*shown, dynamic=True, sizing_mode="stretch_width"))
+        except Exception as exc:  # noqa: BLE001
+            if error is None:
+                log.error("Showing the %s tab failed", tab.title, exc_info=exc)
+            items.append(Alert(public_message(exc, self.files.results_dir, os.getcwd()), alert_type="danger",
+                               sizing_mode="stretch_width"))
+        tab.container[:] = items
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """The page is gone: stop every training of this session and free its slots now (idempotent)."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+        for tab in self.tabs:
+            for stage in tab.stages.values():
+                if hasattr(stage, "stop"):
+                    stage.stop(wait=False)
+                self.slots.release(stage)
+            for view in tab.views:
+                stop = getattr(view, "stop_polling", None)
+                if callable(stop):
+                    try:
+                        stop()
+                    except Exception:  # noqa: BLE001 - the session is going away anyway
+                        log.debug("stop_polling failed", exc_info=True)
+        self.records.close()
+        log.info("Session %s closed: its trainings were stopped.", self.files.session_id)
+
+
+def create_app(config: DashboardConfig = CONFIG, slots: RunSlots | None = None, experiment=None) -> pn.viewable.Viewable:
+    """Build one session's page; inside a server session, closing the page ends its trainings at once."""
+    session = DashboardSession(config, slots, experiment)
+    if session.doc is not None:
+        from widgets.dashboard.security import on_connection_lost
+
+        on_connection_lost(session.doc, session.close)
+        pn.state.on_session_destroyed(lambda _context: session.close())
+    return session.layout
+
+
+def session_view(stage, config: DashboardConfig = CONFIG, slots: RunSlots | None = None) -> pn.viewable.Viewable:
+    """One stage as a served session shows it (capped, sandboxed); ``.monitor`` is its view (tests, benchmarks)."""
+    slots = slots or SLOTS
+    slots.guard(stage)
+    files = SessionFiles(config.results_dir)
+    view = show(stage, files, config)
+    layout = pn.Column(view, sizing_mode="stretch_width")
+    layout.monitor = view
     return layout
-
-
-def create_app(config: DashboardConfig = CONFIG, slots: RunSlots | None = None) -> pn.viewable.Viewable:
-    """Build one session's dashboard; inside a server session, its run stops when the session closes."""
-    run = default_run(config)
-    layout = session_view(run, config, slots)
-
-    def on_destroyed(_context, _run=run, _monitor=layout.monitor):
-        _monitor.stop_polling()
-        _run.stop(wait=False)
-
-    if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
-        pn.state.on_session_destroyed(on_destroyed)
-    return layout
-
-
-if __name__.startswith("bokeh_app"):  # `panel serve widgets/app.py`: use the package module so SLOTS is shared
-    pn.extension()
-    from widgets.app import CONFIG as _CONFIG, create_app as _create_app
-    from widgets.serve import set_torch_threads
-
-    set_torch_threads(_CONFIG.max_running)
-
-    _create_app().servable(title="workbench")

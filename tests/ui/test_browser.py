@@ -1,4 +1,4 @@
-"""Browser test: the served dashboard in Debian's chromium, driven by Playwright (Python).
+"""Browser test: the served dashboard's Training tab in Debian's chromium, driven by Playwright (Python); every tab is in test_dashboard.py.
 
 Serves ``python -m widgets.serve`` on a free port in a subprocess, loads it, clicks Step and Start,
 checks through BokehJS (``Bokeh.documents``; Bokeh renders inside shadow DOM) that the loss plot's data
