@@ -15,6 +15,6 @@ from .registry import VIEWS, ipywidget, register_view, view
 resources.prepare_notebook()
 
 # Importing the view modules registers their views (each module decorates its views with register_view).
-from . import monitor, probe_view, record_view, spectrum, finetune, regime, unlearn  # noqa: E402,F401
+from . import monitor, probe_view, record_view, spectrum, finetune, regime, unlearn, esd  # noqa: E402,F401
 
 __all__ = ["view", "ipywidget", "register_view", "VIEWS"]

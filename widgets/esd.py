@@ -245,3 +245,44 @@ def esd_view(source, matrix: str | None = None, step: int | None = None, prefix:
     if step is not None and step in view.param.step.objects:
         view.step = step
     return view
+
+
+def _spectra_probe_view(probe, **kwargs):
+    """A SpectraProbe's by-shape panel, plus its ESD histogram with the fit when it logs the spectrum."""
+    from workbench.spectra import SpectraProbe  # noqa: F401  (registered below)
+
+    from .probe_view import probe_view
+
+    base = probe_view(probe, **kwargs)
+    run = kwargs.get("run") or probe.run
+    if not probe.singular_values or run is None:
+        return base
+    return _WithESD(base, esd_view(run, prefix=probe.prefix))
+
+
+class _WithESD(pn.viewable.Viewer):
+    """The probe's panel and its ESD view, one under the other (keeps the panel's ``title``)."""
+
+    def __init__(self, base, esd, **params):
+        super().__init__(**params)
+        self.base, self.esd = base, esd
+        self.title = getattr(base, "title", "SpectraProbe")
+
+    def __getattr__(self, name):  # poll(), parts(), part() … of the probe panel
+        if name in ("base", "esd"):
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def __panel__(self):
+        return pn.Column(self.base, self.esd, sizing_mode="stretch_width")
+
+
+def _register() -> None:
+    from workbench.spectra import SpectraProbe
+
+    from .registry import register_view
+
+    register_view(SpectraProbe)(_spectra_probe_view)
+
+
+_register()

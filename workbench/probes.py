@@ -21,12 +21,14 @@ from __future__ import annotations
 import importlib
 import math
 import pkgutil
+import weakref
 
 import param
 import torch
 import xarray as xr
 
 from .data.base import Split, to_device
+from .display import Displayable
 from .errors import ConfigError
 from .events import PROBE_ORDER
 from .registry import Registry
@@ -69,8 +71,13 @@ def _bad_arguments(name: str, cls, exc: Exception) -> ConfigError:
     return ConfigError(f"Cannot build the probe {name!r} with those arguments ({exc}). Its parameters are: {settable}.")
 
 
-class Probe(param.Parameterized):
-    """Base class: schedule and logging; subclasses implement ``measure``."""
+class Probe(Displayable, param.Parameterized):
+    """Base class: schedule and logging; subclasses implement ``measure``.
+
+    Public state for views: ``probe.run`` (the run it is attached to, held weakly; None before
+    ``attach``) and ``probe.logged_names`` (every history name it has logged so far, in first-logged
+    order), so a view can show one panel per probe. Displaying a probe in a notebook shows that panel.
+    """
 
     every = param.Integer(default=50, bounds=(1, None), doc="Measure every this many optimizer steps.")
     at_start = param.Boolean(default=True, doc="Also measure once before the first step (step 0).")
@@ -81,9 +88,18 @@ class Probe(param.Parameterized):
     def __init__(self, **params):
         super().__init__(**params)
         self._last_measured: int | None = None
+        self._run_ref = None
+        #: the history names this probe has logged (scalars and arrays), in first-logged order
+        self.logged_names: tuple[str, ...] = ()
+
+    @property
+    def run(self):
+        """The run this probe is attached to (or None): a weak reference, so a probe never keeps a run alive."""
+        return self._run_ref() if self._run_ref is not None else None
 
     def attach(self, run) -> "Probe":
         """Attach to ``run``'s events (``run.add_probe`` calls this)."""
+        self._run_ref = weakref.ref(run)
         run.callbacks.add("before_step", self._before_step, name=f"{type(self).__name__}.at_start", order=self.order)
         run.callbacks.add("after_step", self._after_step, name=f"{type(self).__name__}(every={self.every})",
                           order=self.order)
@@ -106,6 +122,8 @@ class Probe(param.Parameterized):
         """Measure now and log the results at the run's current step."""
         step = run.global_step
         results = self.measure(run)
+        # named before they reach the history, so a view polling from another thread never sees an unclaimed name
+        self.logged_names = tuple(dict.fromkeys((*self.logged_names, *results)))
         scalars = {}
         for name, value in results.items():
             if isinstance(value, xr.DataArray):

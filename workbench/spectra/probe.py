@@ -27,7 +27,6 @@ tuned top-k vectors, with ``method="lowrank"`` the vectors come from a randomize
 
 from __future__ import annotations
 
-import weakref
 
 import numpy as np
 import param
@@ -76,16 +75,9 @@ class SpectraProbe(Probe):
         if not (self.spectra or self.intruders or self.singular_values):
             raise ConfigError("SpectraProbe has nothing to measure: set spectra, intruders or singular_values to True.")
         self.base_vectors = BaseVectors()
-        self._run = None
         self.generator = torch.Generator().manual_seed(self.seed)  # the probe's own: the global RNG stays untouched
 
-    @property
-    def run(self):
-        """The run this probe is attached to (or None)."""
-        return self._run() if self._run is not None else None
-
     def setup(self, run) -> None:
-        self._run = weakref.ref(run)
         self.generator.manual_seed(self.seed)
 
     def names(self, run) -> list[str]:
