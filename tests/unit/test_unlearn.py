@@ -283,6 +283,21 @@ def test_wagle_mask_blocks_adamw_weight_decay(base, bench):
     assert moved > 0
 
 
+def test_probes_measure_after_the_mask_restored_the_weights(base, bench):
+    from workbench.probes import Probe
+
+    class MaskedMoved(Probe):  # attached at construction, i.e. before the mask exists (it is built at setup)
+        def measure(self, run):
+            return {"masked_moved": float(run.weight_mask.changed_outside())}
+
+    st = make(base, bench, method="graddiff", mask_fraction=0.05, weight_decay=0.5, lr=1e-2, max_steps=3,
+              probes=[MaskedMoved(every=1, at_start=False)])
+    st.run(progress=False)
+    assert st.record["masked_moved"].values.tolist() == [0.0, 0.0, 0.0]  # the mask (order -10) ran first
+    names = [cb.name for cb in st.callbacks.attached("after_step")]
+    assert names.index("WAGLE mask: restore masked weights") < names.index("MaskedMoved(every=1)")
+
+
 def test_lora_unlearning_keeps_base_weights(base, bench):
     st = make(base, bench, method="npo", lora_rank=2, lr=1e-2, max_steps=2)
     base_before = {k: v.clone() for k, v in st.model.named_parameters() if "lora_" not in k}
