@@ -212,7 +212,8 @@ for label in privacy_methods:
                       max_steps=unlearn_steps, seed=s, device=device, label=f"{label}/seed{s}", grad_clip=1.0,
                       **priv_cfg[label])
         run.run(progress=False)
-        priv_curves.append(run.record[priv_vars].dropna("step", how="all").expand_dims(method=[label], seed=[s]))
+        curve = run.record[priv_vars].dropna("step", how="all").expand_dims(method=[label], seed=[s])
+        priv_curves.append(curve.drop_attrs())  # (each record's run attributes are its own)
         priv_final[label, s] = privacy_metrics(run.model, bench, forget_ids, holdout_ids, oracle_ref)
 oracle_final = privacy_metrics(oracle, bench, forget_ids, holdout_ids, oracle_ref)
 steps = priv_curves[0].step.values
