@@ -285,7 +285,7 @@ finals = xr.Dataset({k: (("privacy_method", "seed"), [[priv_final[m, s][k] for s
                      for k in priv_final[privacy_methods[0], seeds[0]]},
                     coords={"privacy_method": privacy_methods, "seed": seeds})
 summary_ds = xr.Dataset.from_dataframe(privacy_summary.rename_axis("privacy_method").astype(
-    {c: float for c in privacy_summary.columns if c not in ("verdict", "passes_privacy_test")}))
+    {c: (str if c == "verdict" else bool if c == "passes_privacy_test" else float) for c in privacy_summary.columns}))
 results = xr.merge([tradeoff, att_ds, curves.rename({n: f"curve_{n}" for n in curves.data_vars}),
                     upd[["relative_change", "delta_effective_rank", "intruders"]].rename(matrix="npo_matrix"),
                     privacy_curves.rename({n: f"privacy_{n}" for n in privacy_curves.data_vars})
