@@ -244,7 +244,7 @@ class InitPanel(pn.viewable.Viewer):
         frames = [pd.DataFrame({"index": ds.index.values, "sigma": ds[f"sigma_{w}"].sel(matrix=first).values,
                                 "when": w}).dropna() for w in ("before", "after")]
         self.pipe.send(pd.concat(frames, ignore_index=True))
-        self.ranks.object = ds[["erank_before", "erank_after", "rank_before", "rank_after"]].to_dataframe().round(3)
+        self.ranks.object = ds[["effective_rank_before", "effective_rank_after", "numerical_rank_before", "numerical_rank_after"]].to_dataframe().round(3)
         self.message.object = f"Preview of **{self.choice.value}** on {ds.sizes['matrix']} matrices (nothing modified)."
         return ds
 

@@ -30,7 +30,7 @@ from .streaming import Feed, Poller, error_text
 
 hv.renderer("bokeh")  # the Bokeh backend without notebook output (see widgets.resources.publish_bokehjs)
 
-MAP_COLUMNS = ["weight_change", "kernel_alignment", "rep_cka", "rank", "scale", "alignment", "aligned", "accuracy"]
+MAP_COLUMNS = ["delta_rel_norm", "kernel_alignment", "rep_cka", "rank", "scale", "alignment", "aligned", "accuracy"]
 
 
 def _empty_points() -> pd.DataFrame:
@@ -72,9 +72,9 @@ class InitEditor(Poller, pn.viewable.Viewer):
         except Exception as exc:  # a bad dial combination: say so, keep the last preview
             self.status.object = f"⚠ {exc}"
             return
-        sigma = ds.sigma_after.sel(matrix="weight_rec").dropna("index")
+        sigma = ds.singular_values_after.sel(matrix="weight_rec").dropna("index")
         self.preview_pipe.send(pd.DataFrame({"index": sigma.index.values, "sigma": sigma.values}))
-        self.erank.value = float(ds.erank_after.sel(matrix="weight_rec"))
+        self.erank.value = float(ds.effective_rank_after.sel(matrix="weight_rec"))
         self.status.object = ""
 
     def _on_dials(self, *_):
@@ -113,7 +113,7 @@ class InitEditor(Poller, pn.viewable.Viewer):
             streams=[self.preview_pipe])
 
     def map_plot(self):
-        return hv.DynamicMap(lambda data: hv.Points(data, ["weight_change", "kernel_alignment"],
+        return hv.DynamicMap(lambda data: hv.Points(data, ["delta_rel_norm", "kernel_alignment"],
                                                     ["rank", "scale", "alignment", "rep_cka", "accuracy"]).opts(
             color="rank", cmap="viridis", colorbar=True, size=9, logx=False, tools=["hover"], width=420, height=300,
             title="regime map: lazy = top-left, rich = bottom-right", xlabel="relative weight change ‖ΔW_rec‖/‖W0‖",
@@ -182,7 +182,7 @@ class RecipeEditor(pn.viewable.Viewer):
         super().__init__(**params)
         self.model, self.data = model, data
         self.table = pn.widgets.Tabulator(pd.DataFrame(RECIPES.table()), disabled=True, show_index=False, height=180)
-        self.pipe = Pipe(data=pd.DataFrame({"matrix": [], "index": [], "sigma_before": [], "sigma_after": []}))
+        self.pipe = Pipe(data=pd.DataFrame({"matrix": [], "index": [], "singular_values_before": [], "singular_values_after": []}))
         self.summary = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False, height=180)
         self.status = Markdown("")
         self.preview_button = pn.widgets.Button(label="Preview")
@@ -207,10 +207,10 @@ class RecipeEditor(pn.viewable.Viewer):
         except Exception as exc:  # bad parameters: say why, keep the last preview
             self.status.object = f"⚠ {exc}"
             return
-        frame = ds[["sigma_before", "sigma_after"]].to_dataframe().dropna().reset_index()
+        frame = ds[["singular_values_before", "singular_values_after"]].to_dataframe().dropna().reset_index()
         self.pipe.send(frame)
-        self.summary.value = ds[["erank_before", "erank_after", "rank_before", "rank_after", "frobenius_before",
-                                 "frobenius_after"]].to_dataframe().reset_index()
+        self.summary.value = ds[["effective_rank_before", "effective_rank_after", "numerical_rank_before", "numerical_rank_after", "frobenius_norm_before",
+                                 "frobenius_norm_after"]].to_dataframe().reset_index()
         self.status.object = f"previewed {ds.sizes['matrix']} matrices"
 
     def apply(self) -> None:
@@ -225,8 +225,8 @@ class RecipeEditor(pn.viewable.Viewer):
     def plot(self):
         def element(data):
             first = data[data["matrix"] == data["matrix"].iloc[0]] if len(data) else data
-            return (hv.Curve(first, "index", "sigma_before", label="before") *
-                    hv.Curve(first, "index", "sigma_after", label="after")).opts(
+            return (hv.Curve(first, "index", "singular_values_before", label="before") *
+                    hv.Curve(first, "index", "singular_values_after", label="after")).opts(
                 hv.opts.Curve(logy=True, width=420, height=260, tools=["hover"]))
 
         return hv.DynamicMap(element, streams=[self.pipe])

@@ -10,7 +10,7 @@ An ``Unlearn`` run gets the one :class:`~widgets.monitor.TrainingMonitor`; its `
 retain-vs-forget trajectory (registered for ``UnlearnProbe``). The
 Relearn button runs :func:`workbench.unlearn.relearn_attack` on a *copy* of the current model (refused
 while the run trains) and shows the before/after table; the Weights button shows the relative change,
-effective rank of ΔW and intruders per matrix since unlearning began (:func:`workbench.unlearn.update_summary`
+effective rank of ΔW and intruders per matrix since unlearning began (:func:`workbench.spectra.what_moved`
 against π_ref). Nothing here computes science: probes, evals
 and the attack live in :mod:`workbench.unlearn`.
 """
@@ -25,7 +25,8 @@ import param
 import xarray as xr
 from holoviews.streams import Buffer, Pipe
 
-from workbench.unlearn import Unlearn, UnlearnProbe, relearn_attack, update_summary
+from workbench.spectra import what_moved
+from workbench.unlearn import Unlearn, UnlearnProbe, relearn_attack
 
 from .monitor import TrainingMonitor
 from .probe_view import probe_view
@@ -109,13 +110,13 @@ class UnlearnTools(pn.viewable.Viewer):
         return self._layout
 
     def _on_weights(self, _event=None) -> None:
-        """Compare π_ref (the model at the start) with the current model via workbench.unlearn.update_summary."""
+        """Compare the weights at the start (the run's W0 snapshot) with the current ones (the what-moved engine)."""
         try:
             if self.run.running:
                 raise RuntimeError("The run is training: stop it before reading its weights.")
-            if getattr(self.run, "reference_model", None) is None:
-                raise RuntimeError("This run keeps no reference model (its method does not need π_ref).")
-            ds = update_summary(self.run.reference_model, self.run.model)
+            if self.run.reference is None:
+                raise RuntimeError("The run has not started: take a step first, then compare.")
+            ds = what_moved(self.run.reference, self.run.model, embeddings=False)
             self.last_weights = ds
             per_matrix = [v for v in ds.data_vars if ds[v].dims == ("matrix",)]
             self.weights_table.object = ds[per_matrix].to_dataframe().round(4)

@@ -190,7 +190,7 @@ def test_every_tab_builds_streams_and_stops_in_chromium(labs, browser, tmp_path)
         p.tab("Rich/lazy")  # the init lab trains one point per press (no Stop: a point takes a second)
         p.button("Train").wait_for(timeout=60_000)
         p.button("Train").click()
-        p.wait("(s.lengths['kernel_alignment'] ?? 0) >= 1 || (s.lengths['weight_change'] ?? 0) >= 1", timeout=120)
+        p.wait("(s.lengths['kernel_alignment'] ?? 0) >= 1 || (s.lengths['delta_rel_norm'] ?? 0) >= 1", timeout=120)
 
         p.tab("Unlearning")
         _start_stream_stop(p, probes="forget_prob")

@@ -96,7 +96,7 @@ def test_init_panel_lists_recipes_and_previews(base):
     panel.preview_button.clicks += 1
     assert "⚠" not in panel.message.object, panel.message.object
     assert set(panel.pipe.data["when"]) == {"before", "after"}
-    assert (panel.ranks.object["rank_after"] == 2).all()
+    assert (panel.ranks.object["numerical_rank_after"] == 2).all()
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # preview modifies nothing
     panel.recipe.param.update(include=r"no_such_matrix")
     panel.preview_button.clicks += 1

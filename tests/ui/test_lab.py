@@ -177,9 +177,9 @@ def test_run_with_probes_streams_every_probe_panel_without_warnings(probe_lab, c
             expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=90_000)
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_text("Run All Cells", exact=True).click()
-            names = ["loss", "distance_from_init", "relative_weight_change", "intruders"]
+            names = ["loss", "distance_from_init", "delta_rel_norm", "intruders"]
             page.wait_for_function(f"() => {{ const c = ({DRAWN})({names}); return c.loss >= 4 && "
-                                   f"c.distance_from_init >= 2 && c.intruders >= 2 && c.relative_weight_change >= 2; }}",
+                                   f"c.distance_from_init >= 2 && c.intruders >= 2 && c.delta_rel_norm >= 2; }}",
                                    timeout=420_000, polling=1000)
             counts = page.evaluate(f"({DRAWN})({names})")
             page.get_by_role("button", name="Stop", exact=True).click()
@@ -191,7 +191,7 @@ def test_run_with_probes_streams_every_probe_panel_without_warnings(probe_lab, c
             errors = [m for m in msgs if m.startswith(("error", "pageerror"))]
             assert not errors, errors  # e.g. "reference ... isn't known"
             assert page.get_by_role("button", name="Start", exact=True).count() == 1, "run.start() showed a second monitor"
-            assert counts["intruders"] >= 2 and counts["relative_weight_change"] >= 2, counts
+            assert counts["intruders"] >= 2 and counts["delta_rel_norm"] >= 2, counts
         finally:
             print("browser console:\n" + "\n".join(m for m in msgs if any(w in m.lower() for w in ("error", "warn", "fail"))))
             page.screenshot(path=str(tmp_path / "probes.png"), full_page=True)

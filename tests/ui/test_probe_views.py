@@ -66,9 +66,9 @@ def test_scalar_matrix_and_spectrum_shapes_stream_into_the_monitor(make_run):
     rel = monitor.part("relative_distance_from_init")
     assert isinstance(rel, TimeSeries) and unit_of("relative_distance_from_init") == "relative"
     # step × matrix: a heatmap (all matrices × measured steps) and one matrix's curve
-    heat = monitor.part("relative_weight_change")
+    heat = monitor.part("delta_rel_norm")
     assert isinstance(heat, MatrixHeatmap)
-    sizes = sorted(len(v) for v in drawn(root, "relative_weight_change"))
+    sizes = sorted(len(v) for v in drawn(root, "delta_rel_norm"))
     assert sizes[-1] == 3 * n and 3 in sizes, sizes  # the heatmap (3 steps × n matrices), the picked matrix's curve
     assert set(heat.curve_frame().step) == {0, 2, 4}
     heat.matrix = heat.param.matrix.objects[-1]
@@ -99,7 +99,7 @@ def test_displaying_a_probe_shows_its_view(make_run):
     run.run(2, progress=False)
     view.poll()
     assert sorted(view.part("distance_from_init").buffers["distance_from_init"].data.step) == [0, 2]
-    assert drawn(root, "relative_weight_change")  # the heatmap joined the page when its first data came
+    assert drawn(root, "delta_rel_norm")  # the heatmap joined the page when its first data came
     assert view.part("loss") is None  # the run's own columns are the monitor's, not the probe's
     view.stop_polling()
 

@@ -50,7 +50,7 @@ def test_regime_map_of_a_sweep():
     rank, scale, seed = [1, 4, 12], [0.5, 1.0], [0, 1]
     vals = np.arange(12, dtype=float).reshape(3, 2, 2)
     ds = xr.Dataset({"kernel_alignment": (("rank", "scale", "seed"), vals),
-                     "weight_change": (("rank", "scale", "seed"), -vals),
+                     "delta_rel_norm": (("rank", "scale", "seed"), -vals),
                      "status": (("rank", "scale", "seed"), np.full((3, 2, 2), "ok"))},
                     coords={"rank": rank, "scale": scale, "seed": seed})
     ds["status"][0, 0, 0] = "error"
@@ -60,7 +60,7 @@ def test_regime_map_of_a_sweep():
     assert len(frame) == 6
     cell = frame[(frame["rank"] == "1") & (frame["scale"] == "0.5")]["value"].item()
     assert cell == pytest.approx(1.0)  # the failed seed-0 point (value 0) is skipped
-    view.var = "weight_change"
+    view.var = "delta_rel_norm"
     assert view.pipe.data["value"].max() <= 0
 
 
@@ -78,7 +78,7 @@ def test_recipe_editor_lists_recipes_previews_and_applies():
     view.recipe.rank, view.recipe.include = 2, "weight_rec"
     view.preview_button.clicks += 1
     assert torch.equal(net.weight_rec.detach(), before) and "previewed 1" in view.status.object
-    assert int(view.summary.value["rank_after"].iloc[0]) == 2 and len(view.pipe.data) == 10
+    assert int(view.summary.value["numerical_rank_after"].iloc[0]) == 2 and len(view.pipe.data) == 10
     view.recipe.rank = 50  # too large: a message, nothing applied
     view.apply_button.clicks += 1
     assert "model unchanged" in view.status.object and torch.equal(net.weight_rec.detach(), before)

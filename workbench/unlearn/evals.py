@@ -14,6 +14,11 @@ with an oracle: ``forget_quality`` = KS-test p-value between the model's and the
 ratios (scipy ``ks_2samp``; 1 = indistinguishable from the oracle) and ``kl_oracle_<split>`` = mean over
 answer tokens of KL(p_oracle ‖ p_model).
 
+Privacy and memorization (:mod:`.privacy`; forget facts = members, holdout facts = non-members, with
+``holdout=True``): ``mia_<attack>_auc`` for loss, zlib, min_k, min_k_plus_plus, gradnorm and (with an
+oracle) reference, each with DeLong 95 % bounds ``_low``/``_high``; ``privleak`` (with an oracle);
+``extraction_strength`` and ``exact_memorization`` of the forget answers.
+
 >>> # ds = evaluate(model, bench, forget_fraction=0.1, oracle=oracle, general=general_split)
 """
 
@@ -30,6 +35,7 @@ from ..data.base import Split, to_device
 from ..errors import ConfigError
 from .facts import FactsBenchmark
 from .losses import token_kl, token_logprobs
+from .privacy import OracleReference, oracle_reference, privacy_metrics
 from .rouge import rouge_l
 
 
@@ -70,8 +76,13 @@ def answer_prob(model, bench: FactsBenchmark, fact_ids: list[int]) -> np.ndarray
 def truth_ratio(model, bench: FactsBenchmark, fact_ids: list[int]) -> np.ndarray:
     """TOFU truth ratio per fact ``[n]``: mean over perturbed answers of their normalized probability over the
     paraphrase's."""
-    para = np.exp(-answer_nll(model, bench.tensors(fact_ids, "paraphrase")))  # [n]
-    pert = np.exp(-answer_nll(model, bench.tensors(fact_ids, "perturbed"))).reshape(len(fact_ids), -1)  # [n, k]
+    return truth_ratio_of(model, bench.tensors(fact_ids, "paraphrase"), bench.tensors(fact_ids, "perturbed"), len(fact_ids))
+
+
+def truth_ratio_of(model, paraphrase: dict, perturbed: dict, n: int) -> np.ndarray:
+    """The truth ratio from already tokenized paraphrases ``[n]`` and perturbed answers ``[n·k]``."""
+    para = np.exp(-answer_nll(model, paraphrase))  # [n]
+    pert = np.exp(-answer_nll(model, perturbed)).reshape(n, -1)  # [n, k]
     return pert.mean(-1) / np.maximum(para, 1e-300)
 
 
@@ -165,11 +176,16 @@ def _hmean(values: list[float]) -> float:
 
 
 def evaluate(model, bench: FactsBenchmark, forget_fraction: float = 0.10, oracle=None, general: Split | None = None,
-             retain_limit: int | None = 40, rouge: bool = True, oracle_ratios: np.ndarray | None = None) -> xr.Dataset:
-    """All metrics of ``model`` (see the module docstring). Without ``oracle``, forget quality and KL are left out.
+             retain_limit: int | None = 40, rouge: bool = True, oracle_ratios: np.ndarray | None = None,
+             holdout: bool = True, gradnorm: bool = True, mia_k: float = 0.4, privleak_attack: str = "min_k",
+             reference: OracleReference | None = None) -> xr.Dataset:
+    """All metrics of ``model`` (see the module docstring). Without ``oracle``, forget quality, KL, the
+    Reference attack and privleak are left out.
 
-    ``retain_limit`` evaluates only the first facts of the retain set (speed); ``oracle_ratios`` reuses the
-    oracle's forget truth ratios across calls.
+    ``retain_limit`` evaluates only the first facts of the retain set (speed); ``oracle_ratios`` and
+    ``reference`` (:func:`workbench.unlearn.privacy.oracle_reference`) reuse the oracle's numbers across
+    calls; ``holdout=False`` skips the privacy metrics, ``gradnorm=False`` the (one backward per answer)
+    GradNorm attack; ``mia_k`` is the Min-K % fraction.
     """
     f_ids = bench.forget_ids(forget_fraction)
     r_ids = bench.retain_ids(forget_fraction)[:retain_limit]
@@ -198,12 +214,19 @@ def evaluate(model, bench: FactsBenchmark, forget_fraction: float = 0.10, oracle
     if oracle is not None:
         scalars["kl_oracle_forget"] = kl_to_oracle(model, oracle, bench.tensors(f_ids))
         scalars["kl_oracle_retain"] = kl_to_oracle(model, oracle, bench.tensors(r_ids))
+    h_ids = bench.holdout_ids() if holdout else []
+    if holdout:
+        if reference is None and oracle is not None:
+            reference = oracle_reference(oracle, bench, f_ids, h_ids, k=mia_k, gradnorm=gradnorm)
+        scalars.update(privacy_metrics(model, bench, f_ids, h_ids, reference, k=mia_k, gradnorm=gradnorm,
+                                       privleak_attack=privleak_attack))
     ds = xr.Dataset({k: v for k, v in data.items()}, coords={"forget_fact": f_ids, "retain_fact": r_ids})
     for k, v in scalars.items():
         ds[k] = v
-    ds.attrs.update(forget_fraction=float(forget_fraction), n_forget=len(f_ids), n_retain_eval=len(r_ids))
+    ds.attrs.update(forget_fraction=float(forget_fraction), n_forget=len(f_ids), n_retain_eval=len(r_ids),
+                    n_holdout=len(h_ids), mia_k=float(mia_k), privleak_attack=privleak_attack)
     return ds
 
 
-__all__ = ["evaluate", "answer_prob", "truth_ratio", "forget_quality", "kl_to_oracle", "general_prob",
+__all__ = ["evaluate", "answer_prob", "truth_ratio", "truth_ratio_of", "forget_quality", "kl_to_oracle", "general_prob",
            "greedy_answers", "rouge_recall", "answer_nll"]

@@ -8,18 +8,25 @@ invented name (syllables) and four facts; each fact is a question with
 * ``answer``      — the trained answer (``"Orvan was born in Thalmora."``),
 * ``paraphrase``  — the same fact said differently (``"The birthplace of Orvan is Thalmora."``),
 * ``perturbed``   — ``n_perturbed`` wrong answers in the paraphrase's form (other values),
-* ``refusal``     — a template "I don't know" answer (for FLAT / refusal-style methods).
+* ``refusal``     — a template "I don't know" answer (for FLAT / IdkDPO),
+* ``alternate``   — the answer's own template with a wrong value (DPO's preferred answer).
 
 Forget splits take the first ``round(fraction · n_entities)`` entities of one seeded permutation, so
 ``forget01 ⊂ forget05 ⊂ forget10`` as in TOFU; the retain set is every other entity's facts.
+
+**Holdout** (membership inference): ``n_holdout`` further entities, written with the same templates and
+value pools, that are in no trainable split (``ids("all")`` excludes them), so neither the target nor
+the oracle ever trains on them: forget facts are *members* of the target's training data, holdout facts
+are *non-members* of every model, and an attack's forget-vs-holdout AUC has ground truth. They are drawn
+from their own random stream after the trained entities, so adding them changes no trained fact.
 
 Tokenized splits put the prompt ``"Q: {question}\\nA:"`` before the answer; ``labels`` are ``-100`` on
 the prompt and on padding, so every loss is on answer tokens only. Sequences are right-padded to one
 length for the whole benchmark.
 
 >>> bench = FactsBenchmark(n_entities=20, seed=0)
->>> len(bench.facts), len(bench.forget_ids(0.10)), bench.facts[0].question  # doctest: +ELLIPSIS
-(80, 8, '...')
+>>> len(bench.ids("all")), len(bench.forget_ids(0.10)), len(bench.holdout_ids()), bench.facts[0].question  # doctest: +ELLIPSIS
+(80, 8, 8, '...')
 >>> s = bench.split("forget", forget_fraction=0.10)
 >>> bool((s.tensors["labels"][s.tensors["attention_mask"] == 0] == -100).all())
 True
@@ -68,6 +75,7 @@ class Fact:
     paraphrase: str
     perturbed: tuple[str, ...]
     refusal: str
+    alternate: str = ""
 
 
 def _word(rng: np.random.Generator, syllables: int) -> str:
@@ -90,17 +98,24 @@ class FactsBenchmark:
 
     Parameters
     ----------
-    n_entities : number of invented people (4 facts each).
+    n_entities : number of invented people (4 facts each) that models train on (forget + retain).
+    n_holdout : further people never trained on (membership-inference non-members); default
+        ``max(1, round(0.10 · n_entities))`` — as many as forget10.
     n_perturbed : wrong answers per fact (truth ratio).
     seed : everything (names, values, the forget order) is a function of it.
     tokenizer : defaults to the shared workbench BPE (``workbench.data.get_tokenizer()``).
     """
 
-    def __init__(self, n_entities: int = 40, n_perturbed: int = 3, seed: int = 0, tokenizer=None):
+    def __init__(self, n_entities: int = 40, n_perturbed: int = 3, seed: int = 0, tokenizer=None,
+                 n_holdout: int | None = None):
         if not isinstance(n_entities, int) or n_entities < 2:
             raise ConfigError(f"n_entities must be an integer ≥ 2 (one to forget, one to retain), got {n_entities!r}.")
         if not isinstance(n_perturbed, int) or n_perturbed < 1:
             raise ConfigError(f"n_perturbed must be an integer ≥ 1 (wrong answers per fact), got {n_perturbed!r}.")
+        n_holdout = max(1, int(round(0.10 * n_entities))) if n_holdout is None else n_holdout
+        if not isinstance(n_holdout, int) or isinstance(n_holdout, bool) or n_holdout < 0:
+            raise ConfigError(f"n_holdout must be an integer ≥ 0 (never-trained entities for membership inference), "
+                              f"got {n_holdout!r}.")
         if tokenizer is None:
             from ..data import get_tokenizer
 
@@ -115,22 +130,33 @@ class FactsBenchmark:
         pools = {"birthplace": towns, "profession": PROFESSIONS, "animal": ANIMALS,
                  "year": [str(y) for y in range(1700, 1900)]}
         self.names = [f"{f} {l}" for f, l in zip(firsts, lasts)]
-        facts = []
-        for e, (first, name) in enumerate(zip(firsts, self.names)):
+        self.n_holdout = n_holdout
+        facts: list[Fact] = []
+        self._add_entities(facts, firsts, self.names, pools, rng)
+        self.facts: list[Fact] = facts  # trained entities' facts first, then the holdout's (fact_id = index)
+        self.forget_order = [int(i) for i in rng.permutation(n_entities)]  # nested forget splits
+        hrng = np.random.default_rng([seed, 11])  # the holdout's own stream: trained facts do not depend on it
+        h_firsts = _unique_words(hrng, n_holdout, (2, 2), taken)
+        h_names = [f"{f} {l}" for f, l in zip(h_firsts, _unique_words(hrng, n_holdout, (2, 3), taken))]
+        self._add_entities(facts, h_firsts, h_names, pools, hrng)
+        self.names += h_names
+        texts = [self.prompt(f) + " " + s for f in facts
+                 for s in (f.answer, f.paraphrase, f.refusal, f.alternate, *f.perturbed)]
+        self.max_length = max(len(ids) for ids in self.encode(texts)) + 2  # + bos + eos
+
+    def _add_entities(self, facts: list, firsts: list, names: list, pools: dict, rng) -> None:
+        start = facts[-1].entity_id + 1 if facts else 0
+        for e, (first, name) in enumerate(zip(firsts, names), start):
             for attr in ATTRIBUTES:
                 pool = pools[attr]
                 value = pool[int(rng.integers(len(pool)))]
                 wrong = [v for v in pool if v != value]
-                wrong = [wrong[i] for i in rng.choice(len(wrong), n_perturbed, replace=False)]
+                wrong = [wrong[i] for i in rng.choice(len(wrong), self.n_perturbed, replace=False)]
                 q, a, p = TEMPLATES[attr]
                 fmt = dict(name=name, first=first)
                 facts.append(Fact(len(facts), e, attr, q.format(**fmt), a.format(value=value, **fmt),
                                   p.format(value=value, **fmt), tuple(p.format(value=w, **fmt) for w in wrong),
-                                  REFUSALS[len(facts) % len(REFUSALS)]))
-        self.facts: list[Fact] = facts
-        self.forget_order = [int(i) for i in rng.permutation(n_entities)]  # nested forget splits
-        texts = [self.prompt(f) + " " + s for f in facts for s in (f.answer, f.paraphrase, f.refusal, *f.perturbed)]
-        self.max_length = max(len(ids) for ids in self.encode(texts)) + 2  # + bos + eos
+                                  REFUSALS[len(facts) % len(REFUSALS)], a.format(value=wrong[0], **fmt)))
 
     # ------------------------------------------------------------------ splits of facts
     @staticmethod
@@ -152,18 +178,25 @@ class FactsBenchmark:
 
     def retain_ids(self, forget_fraction: float) -> list[int]:
         ents = set(self.forget_entities(forget_fraction))
-        return [f.fact_id for f in self.facts if f.entity_id not in ents]
+        return [f.fact_id for f in self.facts if f.entity_id not in ents and f.entity_id < self.n_entities]
+
+    def holdout_ids(self) -> list[int]:
+        """Facts of the holdout entities: same templates, never in a trainable split (MIA non-members)."""
+        return [f.fact_id for f in self.facts if f.entity_id >= self.n_entities]
 
     def ids(self, which: str, forget_fraction: float = 0.10, limit: int | None = None) -> list[int]:
-        """Fact ids of ``which`` ∈ {"all", "forget", "retain"} (the first ``limit`` of them if given)."""
+        """Fact ids of ``which`` ∈ {"all", "forget", "retain", "holdout"} (the first ``limit`` if given);
+        ``all`` is every *trained* fact (forget + retain), never the holdout."""
         if which == "all":
-            out = [f.fact_id for f in self.facts]
+            out = [f.fact_id for f in self.facts if f.entity_id < self.n_entities]
+        elif which == "holdout":
+            out = self.holdout_ids()
         elif which == "forget":
             out = self.forget_ids(forget_fraction)
         elif which == "retain":
             out = self.retain_ids(forget_fraction)
         else:
-            raise ConfigError(f"Unknown fact set {which!r}; use 'all', 'forget' or 'retain'.")
+            raise ConfigError(f"Unknown fact set {which!r}; use 'all', 'forget', 'retain' or 'holdout'.")
         return out[:limit] if limit is not None else out
 
     # ------------------------------------------------------------------ tokenization
@@ -195,30 +228,33 @@ class FactsBenchmark:
         return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
     def tensors(self, fact_ids: list[int], kind: str = "answer") -> dict[str, torch.Tensor]:
-        """Tokenized facts; ``kind`` ∈ answer, paraphrase, refusal, perturbed (``n_perturbed`` rows per fact).
+        """Tokenized facts; ``kind`` ∈ answer, paraphrase, refusal, alternate, perturbed (``n_perturbed`` rows
+        per fact).
 
         Adds ``fact_id`` (``[n]``) so every row can be traced to its fact.
         """
         facts = [self.facts[i] for i in fact_ids]
         if kind == "perturbed":
             rows = [(f, p) for f in facts for p in f.perturbed]
-        elif kind in ("answer", "paraphrase", "refusal"):
+        elif kind in ("answer", "paraphrase", "refusal", "alternate"):
             rows = [(f, getattr(f, kind)) for f in facts]
         else:
-            raise ConfigError(f"Unknown answer kind {kind!r}; use answer, paraphrase, refusal or perturbed.")
+            raise ConfigError(f"Unknown answer kind {kind!r}; use answer, paraphrase, refusal, alternate or perturbed.")
         out = self.tokenize([self.prompt(f) for f, _ in rows], [a for _, a in rows])
         out["fact_id"] = torch.tensor([f.fact_id for f, _ in rows], dtype=torch.long)
         return out
 
     def split(self, which: str, forget_fraction: float = 0.10, with_refusal: bool | None = None,
               limit: int | None = None) -> Split:
-        """A :class:`Split` of ``which`` ∈ {all, forget, retain}; the forget split also carries the
-        template refusal as ``refusal_input_ids``/``refusal_attention_mask``/``refusal_labels``."""
+        """A :class:`Split` of ``which`` ∈ {all, forget, retain, holdout}; the forget split also carries
+        the template refusal (``refusal_input_ids``/``_attention_mask``/``_labels``) and the alternate answer
+        (``alternate_*``) that FLAT, IdkDPO and DPO prefer."""
         ids = self.ids(which, forget_fraction, limit)
         tensors = self.tensors(ids, "answer")
         if with_refusal if with_refusal is not None else which == "forget":
-            ref = self.tensors(ids, "refusal")
-            tensors.update({f"refusal_{k}": ref[k] for k in ("input_ids", "attention_mask", "labels")})
+            for kind in ("refusal", "alternate"):
+                extra = self.tensors(ids, kind)
+                tensors.update({f"{kind}_{k}": extra[k] for k in ("input_ids", "attention_mask", "labels")})
         return Split(tensors, name=which, shuffle=True)
 
     def dataset(self, which: str = "all", forget_fraction: float = 0.10) -> Dataset:
@@ -227,11 +263,13 @@ class FactsBenchmark:
                        info=self.describe(which=which, forget_fraction=forget_fraction), tokenizer=self.tokenizer)
 
     def describe(self, **extra) -> dict:
-        return {"benchmark": "facts", "n_entities": self.n_entities, "n_facts": len(self.facts),
+        return {"benchmark": "facts", "n_entities": self.n_entities, "n_holdout": self.n_holdout,
+                "n_facts": len(self.ids("all")),
                 "n_perturbed": self.n_perturbed, "seed": self.seed, "max_length": self.max_length, **extra}
 
     def __repr__(self) -> str:
-        return f"FactsBenchmark(n_entities={self.n_entities}, n_facts={len(self.facts)}, seed={self.seed})"
+        return (f"FactsBenchmark(n_entities={self.n_entities}, n_holdout={self.n_holdout}, n_facts={len(self.facts)}, "
+                f"seed={self.seed})")
 
 
 def general_text(n_docs: int = 40, block_size: int = 64, seed: int = 1, tokenizer=None) -> Split:

@@ -4,23 +4,35 @@
 >>> bench = FactsBenchmark(40)                                                       # doctest: +SKIP
 >>> run = Unlearn(target, bench.split("forget"), bench.split("retain"), method="npo", beta=0.1,
 ...               retain_weight=1.0, sam_rho=0.01, max_steps=50)                     # doctest: +SKIP
+>>> run.method_params                    # NPO(retain_weight=1.0, beta=0.1): the method owns its parameters  # doctest: +SKIP
 >>> run.run()                                                                        # doctest: +SKIP
 
 Each step draws a forget batch (the run's ``train`` split, batch ``i`` a pure function of the seed) and,
 when the method uses one, a retain batch from the retain split (seed + 1, same step index). The method
-(``METHODS[method]``) returns a forget term and a retain term; the stage backpropagates them plainly or
-with SAM (``sam_rho > 0``: the forget term is taken at the sharpness-perturbed weights). Options:
+object (``run.method_params``, an instance of ``METHODS[method]``: a ``param.Parameterized`` with the
+method's own hyperparameters, shown by views as a sub-panel) returns a forget term and a retain term;
+the stage backpropagates them plainly or with SAM (``sam_rho > 0``: the forget term is taken at the
+sharpness-perturbed weights). Keyword arguments that are not the stage's own parameters are routed to
+the method (``Unlearn(method="npo", beta=0.1)``) and validated there; one that neither has is refused.
+Changing ``method`` later swaps in a fresh method object with its defaults. Options:
 
 * ``mask_fraction`` > 0: WAGLE weight attribution — only the top fraction of weights by
   |(θ − ∇ℓ_retain/μ) ⊙ ∇ℓ_forget| (computed once, at setup) may change (see :mod:`.wagle`);
-* ``lora_rank`` > 0: unlearn through a PEFT LoRA adapter (``get_peft_model`` + ``LoraConfig``) on every
-  linear layer but the LM head; read at construction.
+* ``lora_rank`` > 0: unlearn through a PEFT LoRA adapter built by the fine-tuning lab's
+  :mod:`workbench.finetune.adapters` (``check`` then ``build``: its default targets, every attention and
+  MLP projection, never the LM head; α = 2r); read at construction.
 
 The frozen reference π_ref (``run.reference_model``) is a deep copy of the model made at construction,
-in eval mode with ``requires_grad=False``; nothing in the stage writes to it.
+in eval mode with ``requires_grad=False``, **only for methods that use it** (``needs_reference``: NPO,
+RMU, DPO, IdkDPO); for GA, GradDiff, SimNPO, FLAT and WGA it is ``None`` and no copy exists
+(``run.reference_bytes`` says what a copy costs). Nothing in the stage writes to it.
 
-Every check on the arguments (unknown method, β ≤ 0, empty or overlapping forget/retain sets, a method
-that needs a retain set or template refusals it does not have) runs before the model is touched.
+The WAGLE mask's callbacks are attached with ``order=MASK_ORDER`` (before probes, whose default order
+is 100), so probes measure the weights after the mask restored them.
+
+Every check on the arguments (unknown method, a bad method parameter such as β ≤ 0 or ``mu="abc"``,
+empty or overlapping forget/retain sets, a method that needs a retain set, refusals or alternate
+answers it does not have, a LoRA setting the adapter code refuses) runs before the model is touched.
 """
 
 from __future__ import annotations
@@ -34,8 +46,8 @@ from torch import nn
 from ..data.base import Dataset, Split, to_device
 from ..errors import ConfigError
 from ..run import Run
-from .methods import METHODS
-from .methods.flat import DIVERGENCES
+from .methods import METHODS, Method
+from .methods.base import check_value
 from .sam import plain_backward, sam_backward
 from .wagle import WeightMask, attribution_scores, named_trainable, top_fraction_mask
 
@@ -62,15 +74,12 @@ def _row_keys(split: Split) -> set:
     return {tuple(r) for r in split.tensors["input_ids"].tolist()}
 
 
-def lora_targets(model: nn.Module) -> list[str]:
-    """Names (last segment) of every linear / GPT-2 ``Conv1D`` layer except the LM head."""
-    names = set()
-    for mname, mod in model.named_modules():
-        if isinstance(mod, nn.Linear) or type(mod).__name__ == "Conv1D":
-            leaf = mname.split(".")[-1]
-            if leaf not in ("lm_head", "score"):
-                names.add(leaf)
-    return sorted(names)
+
+def _model_bytes(model: nn.Module | None) -> int:
+    """Bytes of a model's parameters and buffers (what a deep copy of it holds)."""
+    if model is None:
+        return 0
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
 class Unlearn(Run):
@@ -82,23 +91,22 @@ class Unlearn(Run):
         every Run (with ``lora_rank > 0`` PEFT also injects its adapters into it): pass
         ``copy.deepcopy(target)`` to keep the target.
     forget : :class:`Split` (or dict of tensors) of forget examples; ``labels`` -100 outside the answers.
-    retain : :class:`Split` of retain examples (needed by GradDiff, RMU, NPO/SimNPO with
-        ``retain_weight > 0`` and the WAGLE mask); must not share facts (``fact_id``) or rows with ``forget``.
-    reference_model : π_ref; by default a deep copy of ``model`` made here (after LoRA wrapping).
-    **params : declared parameters below and every :class:`workbench.Run` parameter.
+    retain : :class:`Split` of retain examples (needed by methods with ``retain_weight > 0``, RMU and the
+        WAGLE mask); must not share facts (``fact_id``) or rows with ``forget``.
+    reference_model : π_ref; by default a deep copy of ``model`` made here (after LoRA wrapping), only if
+        the method uses one.
+    method_params : the method's parameters as a dict or a ``Method`` object (or pass them as keywords).
+    **params : declared parameters below, every :class:`workbench.Run` parameter, and the method's own.
     """
 
     method = param.Selector(default="npo", objects=METHODS.names(), check_on_set=False,
                             doc="Unlearning method (METHODS registry; methods registered later are accepted too).")
-    beta = param.Number(default=0.1, doc="Inverse temperature of NPO / SimNPO (> 0).")
-    retain_weight = param.Number(default=1.0, doc="Weight of the retain term (GradDiff, NPO+RT, SimNPO+RT, RMU's α); 0 = off.")
-    delta = param.Number(default=0.0, doc="SimNPO margin δ.")
-    steer_coeff = param.Number(default=20.0, doc="RMU: scale c of the random steering direction.")
-    rmu_layer = param.Integer(default=-1, doc="RMU: block whose output is steered (-1 = middle).")
-    f_divergence = param.Selector(default="kl", objects=sorted(DIVERGENCES), doc="FLAT: which f-divergence.")
+    method_params = param.ClassSelector(class_=Method, default=None, allow_None=True, instantiate=False,
+                                        doc="The chosen method and its own hyperparameters (a Method object).")
     sam_rho = param.Number(default=0.0, bounds=(0, None), doc="SAM radius ρ on the forget term (0 = off).")
     mask_fraction = param.Number(default=0.0, bounds=(0, 1), doc="WAGLE: fraction of weights allowed to change (0 = all).")
-    mu = param.Number(default=1.0, doc="WAGLE: μ in |(θ − ∇ℓ_retain/μ) ⊙ ∇ℓ_forget| (> 0).")
+    mu = param.Number(default=1.0, bounds=(0, None), inclusive_bounds=(False, True),
+                      doc="WAGLE: μ > 0 in |(θ − ∇ℓ_retain/μ) ⊙ ∇ℓ_forget|.")
     mask_batches = param.Integer(default=2, bounds=(1, None), doc="WAGLE: batches used to score the weights.")
     lora_rank = param.Integer(default=0, bounds=(0, None), doc="LoRA rank (0 = full parameters); read at construction.")
     lr = param.Number(default=1e-4, bounds=(0, None), inclusive_bounds=(False, True), doc="Peak learning rate (> 0).")
@@ -106,64 +114,70 @@ class Unlearn(Run):
     max_steps = param.Integer(default=50, bounds=(1, None), doc="Unlearning steps of run().")
     eval_every = param.Integer(default=0, bounds=(0, None), doc="Held-out loss every N steps (0 = off; use UnlearnProbe).")
 
+    #: order of the WAGLE mask's callbacks: before probes (default order 100) and default callbacks (0)
+    MASK_ORDER = -10
+
     def __init__(self, model, forget, retain=None, probes=(), reference_model: nn.Module | None = None, **params):
         forget = _as_split(forget, "forget")
         retain = _as_split(retain, "retain")
-        self._validate_args(forget, retain, params)
-        super().__init__(model, Dataset("unlearn-forget", {"train": forget}, task="lm"), probes=(), **params)
+        params, method = self._method_from(params)
+        self._check_data(method, forget, retain, params.get("mask_fraction", type(self).param["mask_fraction"].default))
+        super().__init__(model, Dataset("unlearn-forget", {"train": forget}, task="lm"), probes=(),
+                         method_params=method, **params)
         self.retain = retain
         if self.lora_rank > 0:
-            from peft import LoraConfig, get_peft_model
-
-            targets = lora_targets(self.model)
-            fan_in_fan_out = any(type(m).__name__ == "Conv1D" for m in self.model.modules())
-            cfg = LoraConfig(r=self.lora_rank, lora_alpha=2 * self.lora_rank, target_modules=targets, lora_dropout=0.0,
-                             fan_in_fan_out=fan_in_fan_out, bias="none")
-            origin = getattr(self.model, "workbench_origin", None)
-            self.model = get_peft_model(self.model, cfg)
-            if origin is not None:
-                self.model.workbench_origin = origin
-        ref = reference_model if reference_model is not None else copy.deepcopy(self.model)
-        self.reference_model = ref.eval().requires_grad_(False)
+            self.model = self._with_lora(self.model, self.lora_rank)
+        if reference_model is None and method.needs_reference:
+            reference_model = copy.deepcopy(self.model)
+        self.reference_model = reference_model.eval().requires_grad_(False) if reference_model is not None else None
         self.weight_mask: WeightMask | None = None
-        self._method_obj = None
         for probe in probes:
             self.add_probe(probe)
 
     # ------------------------------------------------------------------ validation (nothing modified yet)
-    def _validate_args(self, forget: Split | None, retain: Split | None, params: dict) -> None:
-        cls = type(self)
-        get = lambda k: params.get(k, cls.param[k].default)  # noqa: E731
+    @classmethod
+    def _method_from(cls, params: dict) -> tuple[dict, Method]:
+        """Split ``params`` into the stage's and the method's; validate both; build the method object."""
+        params = dict(params)
+        name = params.get("method", cls.param["method"].default)
+        mcls = METHODS.entry(name).obj  # NotFoundError with close matches for an unknown name
+        given = params.pop("method_params", None)
+        routed = {k: params.pop(k) for k in list(params) if k not in cls.param}
+        for k, v in params.items():
+            if k != "method" and k not in cls.STATE_PARAMS:
+                check_value("Unlearn", k, cls.param[k], v)
+        for k in routed:
+            if k not in mcls.hyperparameter_names():
+                having = [n for n in METHODS.names() if k in getattr(METHODS.get(n), "param", {})]
+                raise ConfigError(f"Unlearn got {k}={routed[k]!r}, which is neither a stage parameter nor a parameter of "
+                                  f"method {name!r} (its parameters: {mcls.hyperparameter_names() or 'none'}). Remove it"
+                                  + (f", or use a method that has it: {having}." if having else "."))
+        if isinstance(given, Method):
+            if not isinstance(given, mcls):
+                raise ConfigError(f"method_params is a {type(given).__name__} but method={name!r}; pass a "
+                                  f"{mcls.__name__} or a dict of its parameters.")
+            if routed:
+                raise ConfigError(f"Pass the method's parameters either as method_params or as keywords, not both "
+                                  f"(got method_params and {sorted(routed)}).")
+            given.validate()
+            return params, given
+        if given is not None and not isinstance(given, dict):
+            raise ConfigError(f"method_params must be a dict of the method's parameters or a Method, got {type(given).__name__}.")
+        return params, mcls.checked(**{**(given or {}), **routed})
+
+    def _check_data(self, method: Method, forget: Split | None, retain: Split | None, mask_fraction: float) -> None:
+        name = method.key() or type(method).__name__
         if forget is None:
             raise ConfigError("Unlearn needs a forget set (a Split of the examples to forget), got None.")
         if len(forget) == 0:
             raise ConfigError("The forget set is empty: give it at least one example.")
-        name = get("method")
-        entry = METHODS.entry(name)  # NotFoundError with close matches for an unknown name
-        for k in ("beta",):
-            v = get(k)
-            if not isinstance(v, (int, float)) or v <= 0:
-                raise ConfigError(f"{k} must be > 0 (it divides the NPO/SimNPO loss: (2/β)·…), got {v!r}.")
-        if get("mu") <= 0:
-            raise ConfigError(f"mu must be > 0 (WAGLE divides the retain gradient by it), got {get('mu')!r}.")
-        if get("retain_weight") < 0:
-            raise ConfigError(f"retain_weight must be ≥ 0, got {get('retain_weight')!r}.")
-        if get("sam_rho") < 0 or not 0 <= get("mask_fraction") <= 1:
-            raise ConfigError(f"sam_rho must be ≥ 0 and mask_fraction in [0, 1]; got {get('sam_rho')!r}, {get('mask_fraction')!r}.")
-        method = entry.obj()
-
-        class _Declared:  # the declared values as the method would read them from the stage
-            pass
-
-        p = _Declared()
-        for k in cls.param:
-            setattr(p, k, get(k))
-        if (method.needs_retain(p) or get("mask_fraction") > 0) and retain is None:
-            raise ConfigError(f"Method {name!r} with retain_weight={get('retain_weight')} and mask_fraction="
-                              f"{get('mask_fraction')} needs a retain set: pass retain=bench.split('retain').")
-        if method.needs_refusal and "refusal_input_ids" not in forget.tensors:
-            raise ConfigError(f"Method {name!r} needs template refusals in the forget split (refusal_input_ids …); "
-                              "build it with bench.split('forget') (with_refusal=True).")
+        if (method.needs_retain() or mask_fraction > 0) and retain is None:
+            raise ConfigError(f"Method {name!r} with {method.hyperparameters()} and mask_fraction={mask_fraction} needs a "
+                              "retain set: pass retain=bench.split('retain').")
+        for flag, kind in (("needs_refusal", "refusal"), ("needs_alternate", "alternate")):
+            if getattr(method, flag) and f"{kind}_input_ids" not in forget.tensors:
+                raise ConfigError(f"Method {name!r} needs {kind} answers in the forget split ({kind}_input_ids …); "
+                                  "build it with bench.split('forget') (with_refusal=True).")
         if retain is not None:
             common = _row_keys(forget) & _row_keys(retain)
             if common:
@@ -172,20 +186,52 @@ class Unlearn(Run):
                                   f"{sorted(common)[:5] if what.startswith('facts') else '(token rows)'}; an example "
                                   "cannot be both forgotten and kept. Build them from the same forget_fraction.")
 
+    @staticmethod
+    def _with_lora(model: nn.Module, rank: int) -> nn.Module:
+        """The fine-tuning lab's LoRA (:mod:`workbench.finetune.adapters`): checked, then built; α = 2r."""
+        from ..finetune import adapters
+
+        targets = adapters.check(model, "lora", rank, 2 * rank, None, "default")  # raises before any change
+        origin = getattr(model, "workbench_origin", None)
+        wrapped = adapters.build(model, "lora", targets, rank, 2 * rank, "default")
+        if origin is not None:
+            wrapped.workbench_origin = origin
+        return wrapped
+
+    @param.depends("method", watch=True)
+    def _method_changed(self) -> None:
+        """A new ``method`` name gets a fresh method object with its defaults (checked at the next setup)."""
+        if not isinstance(self.method_params, METHODS.get(self.method)):
+            self.method_params = METHODS.get(self.method).checked()
+
     @property
-    def method_impl(self):
-        """The method object for the current ``method`` name (rebuilt when the name changes)."""
-        if self._method_obj is None or self._method_obj.name != self.method:
-            self._method_obj = METHODS.get(self.method)()
-        return self._method_obj
+    def reference_bytes(self) -> int:
+        """Bytes held by π_ref's parameters and buffers (0 when the method needs no reference: no copy)."""
+        return _model_bytes(self.reference_model)
+
+    def config(self) -> dict:
+        """Declared parameters, with the method's own as a dict under ``method_params`` (JSON-able)."""
+        cfg = super().config()
+        cfg["method_params"] = self.method_params.hyperparameters()
+        return cfg
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> "Unlearn":
-        if self.beta <= 0:
-            raise ConfigError(f"beta must be > 0, got {self.beta!r}.")
+        method = self.method_params
+        if not isinstance(method, METHODS.get(self.method)):
+            raise ConfigError(f"method_params is a {type(method).__name__} but method={self.method!r}; set method_params "
+                              f"to {METHODS.get(self.method).__name__}(...) or change method.")
+        method.validate()
+        self._check_data(method, self.data.train, self.retain, self.mask_fraction)
         first = self._device is None
         super().setup()
-        if first:
+        if self.reference_model is None and method.needs_reference:
+            if self.global_step > 0:
+                raise ConfigError(f"Method {self.method!r} needs π_ref, the model before unlearning, but this run was built "
+                                  f"without one and has taken {self.global_step} steps. Build a new Unlearn with "
+                                  f"method={self.method!r}, or pass reference_model=.")
+            self.reference_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        elif first and self.reference_model is not None:
             self.reference_model.to(self._device)
         if self.mask_fraction > 0 and self.weight_mask is None:
             self._build_mask()
@@ -199,7 +245,7 @@ class Unlearn(Run):
         rb = to_device(self.retain.take(range(retain_n)), self._device)
         from .losses import mean_token_nll
 
-        method = self.method_impl
+        method = self.method_params
         scores = attribution_scores(named, lambda: method.forget_term(self, fb)[0],
                                     lambda: mean_token_nll(self.model, rb), self.mu)
         self._attach_mask(WeightMask(named, top_fraction_mask(scores, self.mask_fraction)))
@@ -207,25 +253,17 @@ class Unlearn(Run):
     def _attach_mask(self, mask: WeightMask) -> None:
         if self.weight_mask is not None:
             self.callbacks.remove(self.weight_mask)
-        self.weight_mask = mask.attach(self)
-        for probe in self.probes:  # probes measure after the mask restored the masked weights
-            self.callbacks.remove(probe)
-            probe.attach(self)
+        self.weight_mask = mask.attach(self, order=self.MASK_ORDER)
 
     # ------------------------------------------------------------------ one step
     def _retain_batch(self) -> dict | None:
-        if self.retain is None or not self.method_impl.needs_retain(self):
+        if self.retain is None or not self.method_params.needs_retain():
             return None
         return to_device(self.retain.batch_at(self.global_step, self.batch_size, self.seed + 1), self._device)
 
-    def compute_loss(self, batch: dict):
-        """Total unlearning loss (forget + retain terms) and its metrics at the current weights."""
-        terms = self.method_impl.terms(self, batch, self._retain_batch())
-        return terms.total, terms.metrics
-
     def forward_backward(self, batch: dict):
         """Forget term (plainly or with SAM), then retain term; gradients left in ``.grad``."""
-        method = self.method_impl
+        method = self.method_params
         retain = self._retain_batch()
 
         def forget_fn():
@@ -259,19 +297,27 @@ class Unlearn(Run):
             metrics["retain_loss"] = float(terms.retain.detach())
         return total, metrics
 
-    def checkpoint_extra(self) -> dict:
-        """π_ref and the WAGLE mask travel with checkpoints (a resumed run must not re-copy them)."""
-        extra = {"reference_model": {k: v.cpu() for k, v in self.reference_model.state_dict().items()}}
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        """The Run's state plus π_ref (if any) and the WAGLE mask: a resumed run must not re-copy or re-score them."""
+        state = super().state_dict()
+        extra = {"reference_model": None if self.reference_model is None else
+                 {k: v.cpu() for k, v in self.reference_model.state_dict().items()}}
         if self.weight_mask is not None:
             extra["mask"] = {n: m.cpu() for n, m in self.weight_mask.masks.items()}
             extra["mask_frozen"] = {n: t.cpu() for n, t in self.weight_mask.frozen.items()}
-        return extra
+        state["unlearn"] = extra
+        return state
 
-    def load_checkpoint_extra(self, extra: dict) -> None:
-        if "reference_model" in extra:
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        extra = state.get("unlearn", {})
+        if extra.get("reference_model") is not None:
+            if self.reference_model is None:  # built for a method without π_ref: give it one of the right shape
+                self.reference_model = copy.deepcopy(self.model).eval().requires_grad_(False)
             self.reference_model.load_state_dict(extra["reference_model"])
         if "mask" in extra:
-            named = named_trainable(self.model)  # (setup() during loading scored the loaded weights: replaced here)
+            named = named_trainable(self.model)  # (a set-up during loading scored the loaded weights: replaced here)
             mask = WeightMask(named, extra["mask"])
             mask.frozen = {n: t.to(named[n].device) for n, t in extra["mask_frozen"].items()}
             self._attach_mask(mask)

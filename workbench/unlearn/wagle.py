@@ -83,9 +83,12 @@ class WeightMask:
         for n, p in self.params.items():
             p.copy_(torch.where(self.masks[n], p, self.frozen[n]))
 
-    def attach(self, run) -> "WeightMask":
-        run.add_callback("after_backward", self.zero_masked_grads, name=f"WAGLE mask (keep {self.fraction:.1%})")
-        run.add_callback("after_step", self.restore_masked, name="WAGLE mask: restore masked weights")
+    def attach(self, run, order: int = -10) -> "WeightMask":
+        """Attach both callbacks with ``order`` (lower runs first; probes default to 100, so the default
+        ``-10`` restores the masked weights before any probe measures them)."""
+        run.add_callback("after_backward", self.zero_masked_grads, name=f"WAGLE mask (keep {self.fraction:.1%})",
+                         order=order)
+        run.add_callback("after_step", self.restore_masked, name="WAGLE mask: restore masked weights", order=order)
         return self
 
     def changed_outside(self) -> int:

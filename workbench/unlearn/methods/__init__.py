@@ -1,11 +1,19 @@
 """Unlearning methods, one file each, registered in :data:`METHODS` by importing this package.
 
+Every module of this package is imported here (so adding a method is adding one file: no list to edit).
+
 >>> from workbench.unlearn.methods import METHODS
 >>> sorted(METHODS.names())
-['flat', 'ga', 'graddiff', 'npo', 'rmu', 'simnpo']
+['dpo', 'flat', 'ga', 'graddiff', 'idkdpo', 'npo', 'rmu', 'simnpo', 'wga']
 """
 
-from . import flat, grad_ascent, graddiff, npo, rmu, simnpo  # noqa: F401  (registration)
-from .base import METHODS, Method, Terms
+import importlib
+import pkgutil
 
-__all__ = ["METHODS", "Method", "Terms"]
+from .base import METHODS, Method, Terms, WithRetain
+
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if _module != "base":
+        importlib.import_module(f"{__name__}.{_module}")  # registration happens at import
+
+__all__ = ["METHODS", "Method", "Terms", "WithRetain"]

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import math
 
+import param
 import torch
 
-from ...errors import ConfigError
 from ..losses import mean_token_prob
 from .base import METHODS, Method
 
@@ -46,17 +46,15 @@ DIVERGENCES = {
 
 @METHODS.register("flat", help="f-divergence loss adjustment, forget data + template refusals only")
 class FLAT(Method):
-    name = "flat"
+    """Forget data and template refusals only: no retain term, no π_ref."""
+
     needs_refusal = True
     formula = "L = −g*(P(x_e)) + f*(g*(P(x_f)))"
 
-    def needs_retain(self, stage) -> bool:
-        return False  # FLAT uses forget data only
+    f_divergence = param.Selector(default="kl", objects=sorted(DIVERGENCES), doc="Which f-divergence (g*, f*).")
 
     def forget_term(self, stage, forget):
-        if stage.f_divergence not in DIVERGENCES:
-            raise ConfigError(f"Unknown f_divergence {stage.f_divergence!r}; use one of {sorted(DIVERGENCES)}.")
-        act, conj = DIVERGENCES[stage.f_divergence]
+        act, conj = DIVERGENCES[self.f_divergence]
         p_good = mean_token_prob(stage.model, forget, prefix="refusal_")  # [B]
         p_bad = mean_token_prob(stage.model, forget)  # [B]
         loss = -act(p_good).mean() + conj(act(p_bad)).mean()

@@ -14,11 +14,9 @@ from .base import METHODS, Method
 
 @METHODS.register("ga", help="gradient ascent on the forget answers")
 class GradientAscent(Method):
-    name = "ga"
-    formula = "L = mean_i log π_θ(y_i|x_i)"
+    """No hyperparameters, no retain term (use 'graddiff'), no π_ref."""
 
-    def needs_retain(self, stage) -> bool:
-        return False  # pure gradient ascent ignores retain_weight (use 'graddiff')
+    formula = "L = mean_i log π_θ(y_i|x_i)"
 
     def forget_term(self, stage, forget):
         logp, n = sequence_logprob(stage.model, forget)  # [B], [B]

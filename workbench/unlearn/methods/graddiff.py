@@ -8,21 +8,18 @@ collapse of gradient ascent but does not bound the forget term.
 
 from __future__ import annotations
 
-from ...errors import ConfigError
+import param
+
 from ..losses import sequence_logprob
-from .base import METHODS, Method
+from .base import METHODS, WithRetain
 
 
 @METHODS.register("graddiff", help="gradient ascent on forget + descent on retain")
-class GradDiff(Method):
-    name = "graddiff"
+class GradDiff(WithRetain):
     formula = "L = mean_i log π_θ(y_i|x_i) + λ·NLL_retain"
 
-    def needs_retain(self, stage) -> bool:
-        if stage.retain_weight <= 0:
-            raise ConfigError("GradDiff needs retain_weight > 0 (it is gradient ascent plus a retain term); "
-                              "set retain_weight=1.0 or use method='ga'.")
-        return True
+    retain_weight = param.Number(default=1.0, bounds=(0, None), inclusive_bounds=(False, True),
+                                 doc="Weight λ > 0 of the retain term (GradDiff is GA plus it; for none use method='ga').")
 
     def forget_term(self, stage, forget):
         logp, n = sequence_logprob(stage.model, forget)

@@ -11,22 +11,25 @@ loss is (2/β)·ln 2 and its gradient is exactly gradient ascent's; away from it
 
 from __future__ import annotations
 
+import param
 import torch
 
 from ..losses import sequence_logprob, softplus
-from .base import METHODS, Method
+from .base import METHODS, WithRetain
 
 
 @METHODS.register("npo", help="negative preference optimization (optional retain term)")
-class NPO(Method):
-    name = "npo"
+class NPO(WithRetain):
     needs_reference = True
     formula = "L = (2/β) mean log(1 + (π_θ/π_ref)^β) [+ λ·NLL_retain]"
+
+    beta = param.Number(default=0.1, bounds=(0, None), inclusive_bounds=(False, True),
+                        doc="Inverse temperature β > 0 (the loss is (2/β)·…; β → 0 is gradient ascent).")
 
     def forget_term(self, stage, forget):
         logp, _ = sequence_logprob(stage.model, forget)  # [B]
         with torch.no_grad():
             ref_logp, _ = sequence_logprob(stage.reference_model, forget)  # [B]
         log_ratio = logp - ref_logp
-        loss = (2.0 / stage.beta) * softplus(stage.beta * log_ratio).mean()
+        loss = (2.0 / self.beta) * softplus(self.beta * log_ratio).mean()
         return loss, {"forget_logp": float(logp.detach().mean()), "log_ratio": float(log_ratio.detach().mean())}

@@ -13,10 +13,11 @@ the paper (RMU steers the whole forget text, not only the answer). ``rmu_layer``
 
 from __future__ import annotations
 
+import param
 import torch
 
 from ...errors import ConfigError
-from .base import METHODS, Method
+from .base import METHODS, WithRetain
 
 
 def _n_layers(model) -> int:
@@ -30,35 +31,36 @@ def _hidden(model, batch: dict, layer: int) -> torch.Tensor:
 
 
 @METHODS.register("rmu", help="steer a layer's forget activations to a random direction")
-class RMU(Method):
-    name = "rmu"
+class RMU(WithRetain):
     needs_reference = True
     formula = "L = mean‖h_θ − c·u‖²/d + λ·mean‖h_θ − h_ref‖²/d  (layer ℓ)"
 
-    def __init__(self):
+    retain_weight = param.Number(default=1.0, bounds=(0, None), inclusive_bounds=(False, True),
+                                 doc="Weight α > 0 of the retain activation term (without it the model is destroyed; "
+                                     "the paper uses 100s).")
+    steer_coeff = param.Number(default=20.0, bounds=(0, None), inclusive_bounds=(False, True),
+                               doc="Scale c > 0 of the random steering direction.")
+    rmu_layer = param.Integer(default=-1, bounds=(-1, None), doc="Block whose output is steered (0-based; -1 = middle).")
+
+    def __init__(self, **params):
+        super().__init__(**params)
         self._control: torch.Tensor | None = None
         self._key = None
 
-    def needs_retain(self, stage) -> bool:
-        if stage.retain_weight <= 0:
-            raise ConfigError("RMU needs retain_weight > 0 (the retain activations must stay where the frozen model "
-                              "has them, or the model is destroyed); set retain_weight, e.g. 100.")
-        return True
-
     def layer(self, stage) -> int:
         n = _n_layers(stage.model)
-        layer = stage.rmu_layer if stage.rmu_layer >= 0 else n // 2 - 1 if n > 1 else 0
+        layer = self.rmu_layer if self.rmu_layer >= 0 else n // 2 - 1 if n > 1 else 0
         if not 0 <= layer < n:
-            raise ConfigError(f"rmu_layer={stage.rmu_layer} but the model has {n} blocks (0..{n - 1}); use -1 for the middle.")
+            raise ConfigError(f"rmu_layer={self.rmu_layer} but the model has {n} blocks (0..{n - 1}); use -1 for the middle.")
         return layer
 
     def control(self, stage, d: int, device) -> torch.Tensor:
-        """The steering target c·u ``[d]`` (fixed for the run)."""
-        key = (d, int(stage.seed), float(stage.steer_coeff), str(device))
+        """The steering target c·u ``[d]`` (fixed for the run; u seeded by the stage's ``seed``)."""
+        key = (d, int(stage.seed), float(self.steer_coeff), str(device))
         if self._control is None or self._key != key:
             gen = torch.Generator().manual_seed(int(stage.seed) + 7919)
             u = torch.rand(d, generator=gen)
-            self._control = (stage.steer_coeff * u / u.norm()).to(device)
+            self._control = (self.steer_coeff * u / u.norm()).to(device)
             self._key = key
         return self._control
 
@@ -77,4 +79,4 @@ class RMU(Method):
             h_ref = _hidden(stage.reference_model, retain, layer)
         mask = retain["attention_mask"].unsqueeze(-1).float()
         err = ((h - h_ref) ** 2 * mask).sum() / (mask.sum() * h.shape[-1])
-        return stage.retain_weight * err, {"rmu_retain_mse": float(err.detach())}
+        return self.retain_weight * err, {"rmu_retain_mse": float(err.detach())}
