@@ -11,7 +11,7 @@ retain-vs-forget trajectory (registered for ``UnlearnProbe``). The
 Relearn button runs :func:`workbench.unlearn.relearn_attack` on a *copy* of the current model (refused
 while the run trains) and shows the before/after table; the Weights button shows the relative change,
 effective rank of ΔW and intruders per matrix since unlearning began (:func:`workbench.spectra.what_moved`
-against π_ref). Nothing here computes science: probes, evals
+against the W0 snapshot). Nothing here computes science: probes, evals
 and the attack live in :mod:`workbench.unlearn`.
 """
 

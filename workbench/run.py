@@ -172,6 +172,10 @@ class Run(Displayable, Loop):
         vals = self.param.values()
         return {k: v for k, v in vals.items() if k not in self.STATE_PARAMS}
 
+    def config_values(self, config: dict) -> dict:
+        """Parameter values for a saved ``config()`` (its inverse); subclasses rebuild what they saved as plain data."""
+        return dict(config)
+
     # ------------------------------------------------------------------ callbacks
     def add_callback(self, event: str, fn: Callable, name: str | None = None, order: float = 0):
         """Attach ``fn(run, **context)`` to ``event``; lower ``order`` runs first (probes: 100). See :mod:`workbench.events`."""

@@ -50,6 +50,10 @@ def check_config(run, config) -> dict:
         raise damaged("config", f"expected a dict, got {type(config).__name__}")
     keep = {k: v for k, v in config.items()
             if k in run.param and k not in run.STATE_PARAMS and k not in run.NOT_RESTORED}
+    try:
+        keep = run.config_values(keep)
+    except (ValueError, TypeError) as exc:  # ConfigError is a ValueError
+        raise damaged("config", str(exc)) from None
     fields = {k: copy.copy(run.param[k]) for k in keep}
     try:  # a throwaway Parameterized with copies of the parameters: param validates each value
         type("ConfigCheck", (param.Parameterized,), fields)(**keep)

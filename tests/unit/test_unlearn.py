@@ -4,7 +4,6 @@ WAGLE mask (and its callback order), forget quality, LoRA, and bad input (clear 
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 
 import numpy as np
@@ -12,39 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from workbench import Run, models
+from workbench import models
 from workbench.errors import ConfigError, NotFoundError
 from workbench.unlearn import (METHODS, FactsBenchmark, Unlearn, evaluate, forget_quality, plain_backward,
                                relearn_attack, sam_backward, truth_ratio)
 from workbench.unlearn.methods.flat import DIVERGENCES
-
-
-@pytest.fixture(autouse=True)
-def _callback_order(monkeypatch):
-    """Until the runcore branch (``run.add_callback(event, fn, name=None, order=0)``, probes at 100) is
-    merged: a minimal, public-API-only stand-in for ``order`` so these tests exercise the real ordering.
-    With the merged events.py this fixture does nothing."""
-    if "order" in inspect.signature(Run.add_callback).parameters:
-        yield
-        return
-    from workbench.probes import Probe
-
-    def order_of(cb):
-        owner = getattr(cb.fn, "__self__", None)
-        return getattr(cb, "order", 100 if isinstance(owner, Probe) else 0)
-
-    def add_callback(self, event, fn, name=None, order=0):
-        cb = self.callbacks.add(event, fn, name)
-        cb.order = order
-        attached = sorted(self.callbacks.attached(event), key=order_of)  # stable: equal orders keep their order
-        for c in attached:
-            self.callbacks.remove(c)
-        for c in attached:
-            self.callbacks.add(event, c.fn, c.name).order = order_of(c)
-        return cb
-
-    monkeypatch.setattr(Run, "add_callback", add_callback)
-    yield
 
 
 @pytest.fixture(scope="module")
@@ -360,7 +331,6 @@ def test_bad_input_clear_errors_nothing_modified(base, bench):
     assert sorted(METHODS.names()) == ["dpo", "flat", "ga", "graddiff", "idkdpo", "npo", "rmu", "simnpo", "wga"]
 
 
-@pytest.mark.skipif(not hasattr(Run, "state_dict"), reason="needs Run.state_dict()/load_state_dict() (runcore, #11.3)")
 def test_checkpoint_restores_reference_and_mask_and_resumes_identically(base, bench, tmp_path):
     a = make(base, bench, method="npo", mask_fraction=0.2, lr=1e-2, max_steps=4)
     a.run(2, progress=False)

@@ -209,6 +209,16 @@ class Unlearn(Run):
         """Bytes held by π_ref's parameters and buffers (0 when the method needs no reference: no copy)."""
         return _model_bytes(self.reference_model)
 
+    def config_values(self, config: dict) -> dict:
+        """A saved config's ``method_params`` dict becomes the method object again (validated)."""
+        values = super().config_values(config)
+        if isinstance(values.get("method_params"), dict):
+            name = values.get("method", self.method)
+            if name not in METHODS:
+                raise ConfigError(f"Unknown unlearning method {name!r}; known: {', '.join(METHODS.names())}.")
+            values["method_params"] = METHODS.get(name).checked(**values["method_params"])
+        return values
+
     def config(self) -> dict:
         """Declared parameters, with the method's own as a dict under ``method_params`` (JSON-able)."""
         cfg = super().config()
@@ -223,7 +233,6 @@ class Unlearn(Run):
                               f"to {METHODS.get(self.method).__name__}(...) or change method.")
         method.validate()
         self._check_data(method, self.data.train, self.retain, self.mask_fraction)
-        first = self._device is None
         super().setup()
         if self.reference_model is None and method.needs_reference:
             if self.global_step > 0:
@@ -231,8 +240,8 @@ class Unlearn(Run):
                                   f"without one and has taken {self.global_step} steps. Build a new Unlearn with "
                                   f"method={self.method!r}, or pass reference_model=.")
             self.reference_model = copy.deepcopy(self.model).eval().requires_grad_(False)
-        elif first and self.reference_model is not None:
-            self.reference_model.to(self._device)
+        elif self.reference_model is not None:
+            self.reference_model.to(self.torch_device)  # a no-op once there; loading a state may have moved the run
         if self.mask_fraction > 0 and self.weight_mask is None:
             self._build_mask()
         return self
@@ -241,8 +250,8 @@ class Unlearn(Run):
         named = named_trainable(self.model)
         retain_n = min(len(self.retain), self.batch_size * self.mask_batches)
         forget_n = min(len(self.data.train), self.batch_size * self.mask_batches)
-        fb = to_device(self.data.train.take(range(forget_n)), self._device)
-        rb = to_device(self.retain.take(range(retain_n)), self._device)
+        fb = to_device(self.data.train.take(range(forget_n)), self.torch_device)
+        rb = to_device(self.retain.take(range(retain_n)), self.torch_device)
         from .losses import mean_token_nll
 
         method = self.method_params
@@ -259,7 +268,7 @@ class Unlearn(Run):
     def _retain_batch(self) -> dict | None:
         if self.retain is None or not self.method_params.needs_retain():
             return None
-        return to_device(self.retain.batch_at(self.global_step, self.batch_size, self.seed + 1), self._device)
+        return to_device(self.retain.batch_at(self.global_step, self.batch_size, self.seed + 1), self.torch_device)
 
     def forward_backward(self, batch: dict):
         """Forget term (plainly or with SAM), then retain term; gradients left in ``.grad``."""
@@ -310,8 +319,16 @@ class Unlearn(Run):
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        from ..run_state import check_model, damaged
+
+        extra = state.get("unlearn", {})  # checked before anything changes; then Run checks and applies its own
+        if not isinstance(extra, dict):
+            raise damaged("unlearn", "expected a dict")
+        if extra.get("reference_model") is not None:
+            check_model(self.reference_model if self.reference_model is not None else self.model, extra["reference_model"])
+        if "mask" in extra and not set(extra["mask"]) <= set(named_trainable(self.model)):
+            raise damaged("unlearn", "its mask names weights this model does not train")
         super().load_state_dict(state)
-        extra = state.get("unlearn", {})
         if extra.get("reference_model") is not None:
             if self.reference_model is None:  # built for a method without π_ref: give it one of the right shape
                 self.reference_model = copy.deepcopy(self.model).eval().requires_grad_(False)
