@@ -6,8 +6,11 @@
 Every path and value is checked before training starts; a mistake prints one line
 (``workbench: error: ...``, exit 2). Ctrl-C or SIGTERM during training stops at the next step boundary
 and saves the record and checkpoint it was asked for (exit 130 / 143); a second Ctrl-C quits at once.
-    workbench serve [--address 127.0.0.1] [--port 5006] [--max-running 2]
-    workbench presets | datasets
+    workbench serve [experiment.py] [--address 127.0.0.1] [--port 5006] [--max-running 2] [...]
+    workbench presets | datasets | probes
+
+``serve`` hands its arguments to the dashboard's own parser (``workbench serve --help`` lists them): the
+labs, or a researcher's ``experiment.py`` (see docs/dashboard.md).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import socket
 import sys
 from pathlib import Path
 
-from .errors import ConfigError, WorkbenchError, explain, user_errors
+from .errors import ConfigError, MissingPathError, WorkbenchError, explain, user_errors
 
 EXIT_ERROR = 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -134,10 +137,15 @@ def _train(args) -> int:
         if args.resume:
             if options:
                 raise ConfigError("--data-options cannot change the data of a resumed run; leave it out with --resume.")
-            run = Run.resume(args.resume, **params)
+            run = Run.resume(args.resume, allow_data_change=args.allow_data_change, **params)
         else:
             dataset = data_mod.load(args.data, **options)
             run = Run(args.preset, dataset, **params)
+        for spec in args.probe or []:
+            name, _, every = spec.partition(":")
+            if every and not every.isdigit():
+                raise ConfigError(f"--probe {spec!r}: write NAME or NAME:EVERY with EVERY a whole number, e.g. spectra:25.")
+            run.add_probe(name, **({"every": int(every)} if every else {}))
         steps = args.steps if args.steps is not None else run.max_steps - run.global_step
         if steps < 1:
             raise ConfigError(f"Nothing to train: the run is at step {run.global_step} of max_steps {run.max_steps}. "
@@ -202,14 +210,18 @@ def check_serve(address: str, port: int, max_running: int) -> None:
                               "this machine has).") from None
 
 
-def _serve(args) -> int:
-    check_serve(args.address, args.port, args.max_running)
+def _serve(argv: list[str]) -> int:
+    """``workbench serve …``: the dashboard's parser reads the arguments; they are checked before anything is served."""
     try:
-        from widgets.serve import serve
+        from widgets import serve as dashboard
     except ImportError as exc:
         raise WorkbenchError(f"The dashboard needs the view layer (panel, holoviews): install workbench[ui] ({exc}).") from None
-    serve(address=args.address, port=args.port, max_running=args.max_running, show=False)
-    return 0
+    args = dashboard.build_parser().parse_args(argv)  # --help and usage errors: argparse's own message, exit 0 / 2
+    check_serve(args.address, args.port, args.max_running)
+    if args.experiment is not None and not Path(args.experiment).is_file():
+        raise MissingPathError(f"No experiment file at {args.experiment!r}: pass the path of a .py file that defines "
+                               "experiment() returning a stage (see docs/dashboard.md).")
+    return dashboard.main(argv)
 
 
 def _list(registry) -> int:
@@ -229,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="record path (.nc or .zarr)")
     t.add_argument("--checkpoint", help="write a checkpoint here at the end")
     t.add_argument("--resume", help="continue from this checkpoint")
+    t.add_argument("--allow-data-change", action="store_true",
+                   help="resume even if the data differs from the checkpoint's (refused by default)")
+    t.add_argument("--probe", action="append", metavar="NAME[:EVERY]",
+                   help="attach a probe by name, e.g. spectra:25 (repeatable; names: workbench probes)")
     t.add_argument("--lr", type=float)
     t.add_argument("--batch-size", dest="batch_size", type=int)
     t.add_argument("--seed", type=int)
@@ -239,13 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="NAME=VALUE", help="any other run parameter (repeatable)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(fn=_train)
-    s = sub.add_parser("serve", help="serve the dashboard (Panel) on 127.0.0.1")
-    s.add_argument("--address", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=5006)
-    s.add_argument("--max-running", dest="max_running", type=int, default=2, help="cap on concurrently running trainings")
-    s.set_defaults(fn=_serve)
+    sub.add_parser("serve", add_help=False, help="serve the dashboard on 127.0.0.1: the labs, or your experiment.py "
+                   "(workbench serve --help)")
     p = sub.add_parser("presets", help="list model presets")
     p.set_defaults(fn=lambda a: _list(__import__("workbench.models", fromlist=["PRESETS"]).PRESETS))
+    pr = sub.add_parser("probes", help="list probes (for --probe)")
+    pr.set_defaults(fn=lambda a: (__import__("workbench.probes", fromlist=["names"]).names(),
+                                  _list(__import__("workbench.probes", fromlist=["PROBES"]).PROBES))[1])
     d = sub.add_parser("datasets", help="list built-in datasets")
     d.set_defaults(fn=lambda a: _list(__import__("workbench.data", fromlist=["DATASETS"]).DATASETS))
     return parser
@@ -254,8 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command; a user error prints one line (``workbench: error: ...``) and exits 2, never a
     traceback. Only a bug in the workbench shows a traceback."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv[:1] == ["serve"]:
+            return _serve(argv[1:])
+        args = build_parser().parse_args(argv)
         return args.fn(args)
     except KeyboardInterrupt:
         print("workbench: interrupted before training started; nothing was saved.", file=sys.stderr)
