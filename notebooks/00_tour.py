@@ -40,6 +40,9 @@ interactive: bool = True  # True: show the live monitor and train in the backgro
 results_path: str = "results/00_tour.nc"  # where the run's record (xarray Dataset) is written
 
 # %%
+from workbench.notebook import check_parameters
+
+check_parameters()  # a misspelled papermill -p name stops here, listing the valid ones
 from pathlib import Path
 
 import workbench

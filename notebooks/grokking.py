@@ -45,6 +45,9 @@ interactive: bool = True  # True: show the runs' monitors
 device: str = "cpu"  # the MLP is tiny: CPU
 
 # %%
+from workbench.notebook import check_parameters
+
+check_parameters()  # a misspelled papermill -p name stops here, listing the valid ones
 import math
 import os
 import time

@@ -1,10 +1,12 @@
 # ---
 # jupyter:
 #   jupytext:
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: workbench
 #     language: python
@@ -48,6 +50,9 @@ interactive: bool = True  # True: show the compare-runs panel; False: blocking r
 results_path: str = "results/lora_inits.nc"  # xarray Dataset of all runs (run × step / matrix)
 
 # %%
+from workbench.notebook import check_parameters
+
+check_parameters()  # a misspelled papermill -p name stops here, listing the valid ones
 import os
 import time
 

@@ -47,6 +47,9 @@ results_path: str = "results/rich_lazy.nc"  # where the xarray Dataset is writte
 device: str = "cpu"  # the RNNs are tiny: CPU
 
 # %%
+from workbench.notebook import check_parameters
+
+check_parameters()  # a misspelled papermill -p name stops here, listing the valid ones
 import os
 import time
 

@@ -60,6 +60,9 @@ interactive: bool = True  # True: show live views; False: blocking runs (papermi
 results_path: str = "results/unlearning.nc"  # xarray Dataset with every number below
 
 # %%
+from workbench.notebook import check_parameters
+
+check_parameters()  # a misspelled papermill -p name stops here, listing the valid ones
 import copy
 import os
 import time

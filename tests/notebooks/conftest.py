@@ -20,15 +20,14 @@ def run_notebook(tmp_path):
     (the workbench kernel, cwd = notebooks/) and returns the results path it was given."""
 
     def run(name: str, **params):
-        import papermill as pm
-        import xarray as xr
+        from workbench.notebook import execute  # papermill, after refusing names the notebook does not declare
 
         results = tmp_path / f"{name}.nc"
         params.setdefault("results_path", str(results))
         params.setdefault("interactive", False)
         out = tmp_path / f"{name}.out.ipynb"
-        pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out), parameters=params, kernel_name=KERNEL,
-                            cwd=str(NOTEBOOKS), progress_bar=False, log_output=False)
+        execute(NOTEBOOKS / f"{name}.ipynb", out, parameters=params, kernel_name=KERNEL, cwd=str(NOTEBOOKS),
+                progress_bar=False, log_output=False)
         path = Path(params["results_path"])
         assert path.exists(), f"{name} did not write its results to {path}"
         return path
