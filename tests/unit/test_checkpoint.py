@@ -30,6 +30,7 @@ def test_resume_in_new_process_is_bit_identical(tmp_path, stories):
     out = tmp_path / "resumed.pt"
     script = textwrap.dedent(f"""
         import torch
+        torch.set_num_threads({torch.get_num_threads()})  # bit-identical means the same machine settings, threads too
         from workbench import Run, data, models
         ds = data.load("stories", n_docs=200, n_val_docs=40)
         run = Run.resume({str(ckpt)!r}, model=models.build("gpt2-1m", data=ds, resid_pdrop=0.1), data=ds)

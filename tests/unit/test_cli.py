@@ -18,7 +18,7 @@ SMALL = ["--data-options", '{"n_docs": 20, "n_val_docs": 4}', "--batch-size", "2
 def test_train_saves_record_and_checkpoint_and_resumes(tmp_path, capsys):
     out, ckpt = tmp_path / "r.zarr", tmp_path / "c.pt"
     assert cli.main(["train", "--steps", "2", "--out", str(out), "--checkpoint", str(ckpt), *SMALL]) == 0
-    assert meta(open_record(out))["status"] == "finished" and read_checkpoint(ckpt)["global_step"] == 2
+    assert meta(open_record(out))["status"] == "finished" and read_checkpoint(ckpt)["run"]["step"] == 2
     assert cli.main(["train", "--resume", str(ckpt), "--steps", "1", "--out", str(tmp_path / "r2.nc"), "--quiet"]) == 0
     assert int(open_record(tmp_path / "r2.nc").attrs["global_step"]) == 3
     printed = capsys.readouterr().out

@@ -149,7 +149,8 @@ def tokenizer():
 @pytest.mark.parametrize("init", EMBEDDING_INITS)
 def test_vocab_expansion(tokenizer, preset, init):
     tok = copy.deepcopy(tokenizer)  # the shared cached tokenizer must stay as it is
-    model = models.build(preset, vocab_size=len(tok), n_layer=1)
+    layers = {"n_layer": 1} if preset.startswith("gpt2") else {"num_hidden_layers": 1}  # each config's own name
+    model = models.build(preset, vocab_size=len(tok), **layers)
     emb_old = model.get_input_embeddings().weight.detach().clone()
     out_old = model.get_output_embeddings().weight.detach().clone()
     ids = expand_vocabulary(model, tok, ["<tool>", "</tool>", "<sep2>"], init=init, seed=1)

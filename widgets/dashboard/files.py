@@ -27,7 +27,7 @@ import stat
 from pathlib import Path
 
 from workbench import errors
-from workbench.errors import ConfigError, WorkbenchError
+from workbench.errors import ConfigError
 
 RECORD_SUFFIXES = (".nc", ".zarr")
 SESSIONS = "sessions"
@@ -122,15 +122,10 @@ def public_message(exc: BaseException | str, *known: str | os.PathLike) -> str:
     >>> public_message(FileNotFoundError("No such file: '/srv/app/results/sessions/x/a.nc'"))
     "FileNotFoundError: No such file: 'a.nc'"
     """
-    explain = getattr(errors, "explain", None)  # the shared error path, where the core has it
     if isinstance(exc, str):
         text = exc
-    elif explain is not None:
-        text = explain(exc)
-    elif isinstance(exc, WorkbenchError):
-        text = str(exc)
-    else:
-        text = f"{type(exc).__name__}: {exc}"
+    else:  # the shared error path; it answers None for what is not a user error (a bug): then its type and text
+        text = errors.explain(exc) or f"{type(exc).__name__}: {exc}"
     for root in known:
         text = text.replace(str(root), "…")
     text = _ABS_PATH.sub(lambda m: Path(m.group(0).rstrip("/")).name or "/", text)
