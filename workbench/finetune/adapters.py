@@ -28,7 +28,8 @@ from ..errors import ConfigError
 from .inits import resolve
 from .lora_sb import apply_lora_sb, full_gradients, is_conv1d, lora_sb_layers
 
-METHODS = ("full", "lora", "lora_sb")
+#: the methods this module builds itself; every method is in :data:`workbench.finetune.methods.METHODS`.
+BUILT_HERE = ("full", "lora", "lora_sb")
 
 DEFAULT_TARGETS = {
     "gpt2": ["c_attn", "c_proj", "c_fc"],
@@ -107,8 +108,9 @@ def check(model: nn.Module, method: str, rank: int, alpha: float, target_modules
           has_data: bool = True) -> dict[str, nn.Module]:
     """Validate a fine-tuning setting against ``model``; returns the targeted modules. Modifies nothing."""
     check_base(model)
-    if method not in METHODS:
-        raise ConfigError(f"Unknown fine-tuning method {method!r}; use one of {', '.join(METHODS)}.")
+    if method not in BUILT_HERE:
+        raise ConfigError(f"adapters.check handles {', '.join(BUILT_HERE)}; method {method!r} is built by its class in "
+                          "workbench.finetune.methods (METHODS.get(name)).")
     targets = resolve_targets(model, target_modules)
     if method == "full":
         return targets
