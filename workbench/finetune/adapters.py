@@ -167,6 +167,16 @@ def lora_config(targets: dict[str, nn.Module], rank: int, alpha: float, init: st
                       bias="none", fan_in_fan_out=any(is_conv1d(m) for m in targets.values()), **kw)
 
 
+def peft_model(model: nn.Module, config, **kw) -> nn.Module:
+    """``peft.get_peft_model`` without transformers' deprecation warning about ``is_gradient_checkpointing``
+    (PEFT 0.21.2 reads that attribute of every model it wraps; nothing the user can act on)."""
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config, **kw)
+
+
 def _examples(batches: list[dict]) -> Iterable[dict]:
     """Split batches into batch-size-1 dicts (CorDA's calibration must not see padding across examples)."""
     for b in batches:
@@ -193,8 +203,6 @@ def build(model: nn.Module, method: str, targets: dict[str, nn.Module], rank: in
         grads = full_gradients(model, targets, loss_fn, batches)
         return apply_lora_sb(model, targets, grads, rank, scaling(alpha, rank, use_rslora), dropout, sb_start, lr)
 
-    from peft import get_peft_model
-
     name = resolve(init).name
     config = lora_config(targets, rank, alpha, init, dropout, use_rslora, use_dora)
     if name == "lora_ga":
@@ -220,8 +228,8 @@ def build(model: nn.Module, method: str, targets: dict[str, nn.Module], rank: in
     if name == "eva":
         from peft import initialize_lora_eva_weights
 
-        peft_model = get_peft_model(model, config, low_cpu_mem_usage=True)
-        initialize_lora_eva_weights(peft_model, dataloader=batches, show_progress_bar=False)
+        wrapped = peft_model(model, config, low_cpu_mem_usage=True)
+        initialize_lora_eva_weights(wrapped, dataloader=batches, show_progress_bar=False)
     else:
-        peft_model = get_peft_model(model, config)
-    return peft_model
+        wrapped = peft_model(model, config)
+    return wrapped

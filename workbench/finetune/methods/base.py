@@ -107,6 +107,4 @@ def check_positive_rank(rank, what: str = "rank") -> None:
 
 def peft_wrap(model: nn.Module, config) -> nn.Module:
     """``peft.get_peft_model`` (PEFT's own layers); every non-adapter weight frozen by PEFT."""
-    from peft import get_peft_model
-
-    return get_peft_model(model, config)
+    return adapters.peft_model(model, config)
