@@ -83,6 +83,7 @@ def test_noop_at_step_0_then_delta_equals_merge(case, bases, ds):
         torch.testing.assert_close(d, plain[name].float() - ft.reference.get(name), atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_same_record_variables_for_every_method(bases, ds):
     forget = data.load("stories", n_docs=1, n_val_docs=8, block_size=32)
     live = {**SMALL, "eval_every": 2, "intruders_every": 2, "eval_batches": 1}
