@@ -95,7 +95,7 @@ class FineTune(Run):
     intruder_eps = param.Number(default=0.5, bounds=(0, 1), doc="Intruder threshold on max |cos| with W0's vectors.")
 
     ADAPTER_PARAMS = ("method", "method_params", "rank", "alpha", "target_modules", "dropout", "use_rslora", "use_dora",
-                      "init", "init_batches", "sb_start")
+                      "init", "init_batches", "sb_start", "loraplus_lr_ratio")
 
     def __init__(self, model: nn.Module | str, data: Dataset | str, evals: dict | None = None, probes=(),
                  reference: Snapshot | None = None, parent: str | None = None,
