@@ -60,7 +60,7 @@ class Method(param.Parameterized):
                                   "Remove it or pick a method that has it.")
             p = cls.param[k]
             try:
-                p._validate(v)
+                cls(**{k: v})  # param checks type and bounds
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"{k}={v!r} is not valid for {owner}: {exc} ({k}: {p.doc}) "
                                   f"Pass e.g. {k}={p.default!r}.") from None
