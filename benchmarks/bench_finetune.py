@@ -11,7 +11,7 @@ Run: ``python -m benchmarks.bench_finetune`` (``--quick`` for fewer repeats). On
 * for each PEFT method beyond LoRA (MiSS and its bat/mini variants, FourierFT, VeRA, AdaLoRA, LoRA with the
   LoRA-FA and LoRA+ optimizers): its training step / a full fine-tuning step, and its adapter build time
   (``init_seconds``) / one full fine-tuning step, on ``gpt2-1m`` and ``llama-1m`` (MiSS on Llama only: PEFT
-  refuses GPT-2's Conv1D). Budgets near LoRA r = 8's (MiSS r = 16, FourierFT n = 1000, VeRA r = 256).
+  refuses GPT-2's Conv1D). Budgets near LoRA r = 8's (MiSS r = 16, bat r = 8, FourierFT n = 1000, VeRA r = 256).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ METHODS = {
     "loraplus": dict(method="lora", rank=8, optimizer="loraplus"),
     "adalora": dict(method="adalora", rank=12, target_r=8),
     "miss": dict(method="miss", rank=16),
-    "miss_bat": dict(method="miss", rank=16, variant="bat"),
+    "miss_bat": dict(method="miss", rank=8, variant="bat"),  # r must divide 344 and 128
     "miss_mini": dict(method="miss", rank=16, variant="mini", mini_r=16),
     "fourierft": dict(method="fourierft", n_frequency=1000),
     "vera": dict(method="vera", rank=256),
