@@ -65,7 +65,7 @@ METHODS = {
     "adalora": dict(method="adalora", rank=12, target_r=8),
     "miss": dict(method="miss", rank=16),
     "miss_bat": dict(method="miss", rank=8, variant="bat"),  # r must divide 344 and 128
-    "miss_mini": dict(method="miss", rank=16, variant="mini", mini_r=16),
+    "miss_mini": dict(method="miss", rank=16, variant="mini", mini_r=8),
     "fourierft": dict(method="fourierft", n_frequency=1000),
     "vera": dict(method="vera", rank=256),
 }

@@ -14,6 +14,8 @@ what the ``peft_family`` notebook measures. PEFT accepts only ``nn.Linear`` (not
 
 from __future__ import annotations
 
+import math
+
 import param
 
 from ...errors import ConfigError
@@ -47,8 +49,10 @@ class Miss(Method):
                 raise ConfigError(f"MiSS variant 'bat' needs rank {r} to divide both dimensions of {name!r} "
                                   f"({out_f}×{in_f}); pick a common divisor (e.g. {_common_divisor(out_f, in_f, r)}).")
             if self.variant == "mini" and out_f % self.mini_r:
+                common = math.gcd(*(adapters.shape_of(m)[0] for m in targets.values()))
                 raise ConfigError(f"MiSS variant 'mini' needs mini_r={self.mini_r} to divide the output dimension "
-                                  f"{out_f} of {name!r}; pick a divisor of every targeted output dimension.")
+                                  f"{out_f} of {name!r}; pick a divisor of every targeted output dimension "
+                                  f"(their greatest common divisor is {common}).")
         return targets
 
     def build(self, stage, model, targets, batches):
