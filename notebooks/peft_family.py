@@ -29,7 +29,7 @@
 # | LoRA (r) | s·BA | **yes** (rank ≤ r) |
 # | LoRA-FA (r) | s·BA with A frozen at init | **yes** |
 # | AdaLoRA (init 1.5r → mean r) | B·diag(E)·A, rank budget moved between matrices | **yes** |
-# | MiSS (Bone) | one shared r-wide block repeated over the input | no (block-repeated) |
+# | MiSS (Bone) | one shared block D [r, out] applied to the sum of the input's r-wide chunks: ΔW = Dᵀ·[I I … I] | **yes** (rank ≤ r, with a fixed right factor) |
 # | FourierFT | inverse DFT of n trainable spectral coefficients | no (dense spectral) |
 # | VeRA | diag(b)·B·diag(d)·A with shared frozen random B, A | rank ≤ r_vera (here ≥ width: no) |
 #
@@ -115,7 +115,8 @@ settings = {
 unknown = [m for m in methods if m not in settings]
 if unknown:
     raise ValueError(f"methods {unknown} are not in this notebook; use some of {list(settings)}")
-LOW_RANK = {"lora", "lora_fa", "adalora"} | ({"vera"} if vera_rank < min(min(s) for s in shapes) else set())
+# MiSS (default variant) is rank ≤ r too: its ΔW repeats the same r columns over the input (measured below).
+LOW_RANK = {"lora", "lora_fa", "adalora", "miss"} | ({"vera"} if vera_rank < min(min(s) for s in shapes) else set())
 print(f"budget ≈ {budget} trainable parameters: LoRA r={lora_rank}, MiSS r={miss_rank}, FourierFT n={n_frequency}, "
       f"VeRA r={vera_rank}, AdaLoRA init_r={adalora_init} → target_r={lora_rank}")
 print(f"low-rank by construction: {sorted(LOW_RANK & set(methods))}")
@@ -217,6 +218,9 @@ rho = float("nan")
 if valid.sizes["run"] >= 3 and np.ptp(valid.final_intruders.values) > 0:
     rho = float(stats.spearmanr(valid.mean_delta_effective_rank.values, valid.final_intruders.values)[0])
     lines.append(f"Spearman correlation of erank(ΔW) with intruders over {valid.sizes['run']} PEFT runs: {rho:+.2f}")
+    size = valid.delta_norm.mean("matrix").values  # how far each run moved its matrices
+    rho_size = float(stats.spearmanr(size, valid.final_intruders.values)[0])
+    lines.append(f"Spearman correlation of the mean ‖ΔW‖_F with intruders over the same runs: {rho_size:+.2f}")
 if low and high and total:
     share = fewer / total
     low_mean = np.mean([per_seed(m, "final_intruders").mean() for m in low])
