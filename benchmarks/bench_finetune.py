@@ -8,6 +8,10 @@ Run: ``python -m benchmarks.bench_finetune`` (``--quick`` for fewer repeats). On
   batches — what :attr:`FineTune.init_seconds` measures) divided by one LoRA training step. PiSSA, PiSSA
   with 4 subspace iterations, LoRA-GA, LoRA-SB, EVA and CorDA on ``gpt2-1m``; OLoRA on ``llama-1m``
   (it does not support GPT-2's Conv1D).
+* for each PEFT method beyond LoRA (MiSS and its bat/mini variants, FourierFT, VeRA, AdaLoRA, LoRA with the
+  LoRA-FA and LoRA+ optimizers): its training step / a full fine-tuning step, and its adapter build time
+  (``init_seconds``) / one full fine-tuning step, on ``gpt2-1m`` and ``llama-1m`` (MiSS on Llama only: PEFT
+  refuses GPT-2's Conv1D). Budgets near LoRA r = 8's (MiSS r = 16, bat r = 8, FourierFT n = 1000, VeRA r = 256).
 """
 
 from __future__ import annotations
@@ -54,6 +58,45 @@ def init_costs(ds, bases, repeats: int, init_batches: int = 4) -> dict[str, floa
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+METHODS = {
+    "lora": dict(method="lora", rank=8),
+    "lora_fa": dict(method="lora", rank=8, optimizer="lora_fa"),
+    "loraplus": dict(method="lora", rank=8, optimizer="loraplus"),
+    "adalora": dict(method="adalora", rank=12, target_r=8),
+    "miss": dict(method="miss", rank=16),
+    "miss_bat": dict(method="miss", rank=8, variant="bat"),  # r must divide 344 and 128
+    "miss_mini": dict(method="miss", rank=16, variant="mini", mini_r=8),
+    "fourierft": dict(method="fourierft", n_frequency=1000),
+    "vera": dict(method="vera", rank=256),
+}
+
+
+def method_rows(ds, bases, repeats: int) -> list[dict]:
+    """Step time of every method / full FT's, and adapter build time / one full FT step, per base."""
+    from workbench.finetune import FineTune, fresh_copy
+
+    common = dict(batch_size=16, eval_every=0, intruders_every=0, forget_eval="", device="cpu", max_steps=10_000,
+                  lr=1e-3)
+    rows = []
+    for fam, base in bases.items():
+        runs = {"full": FineTune(fresh_copy(base), ds, method="full", **common)}
+        for name, kw in METHODS.items():
+            if name.startswith("miss") and fam == "gpt2":
+                continue
+            runs[name] = FineTune(fresh_copy(base), ds, **common, **kw)
+        steps = alternate({k: r.step for k, r in runs.items()}, repeats=repeats, warmup=2)
+        for name, r in runs.items():
+            if name == "full":
+                continue
+            trainable = r.describe_model()["trainable"]
+            rows.append(row("finetune", f"{name} step / full FT step ({fam}-1m)", steps[name] / steps["full"],
+                            "report", True, f"{steps[name] * 1e3:.0f} ms vs {steps['full'] * 1e3:.0f} ms; "
+                                            f"{trainable} trainable"))
+            rows.append(row("finetune", f"{name} adapter build / full FT step ({fam}-1m)",
+                            r.init_seconds / steps["full"], "report", True, f"{r.init_seconds * 1e3:.0f} ms build"))
+    return rows
+
+
 def run(quick: bool = False) -> list[dict]:
     ds, bases = _setup(quick)
     steps = step_times(ds, bases["gpt2"], repeats=5 if quick else 20)
@@ -70,6 +113,7 @@ def run(quick: bool = False) -> list[dict]:
         model = "llama-1m" if name == "olora" else "gpt2-1m"
         rows.append(row("finetune", f"init {name}: adapter build / one LoRA step ({model})", sec / ref,
                         "report", True, f"{sec * 1e3:.0f} ms build, {ref * 1e3:.0f} ms step, 4 init batches"))
+    rows += method_rows(ds, bases, repeats=3 if quick else 10)
     return rows
 
 

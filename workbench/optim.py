@@ -42,13 +42,45 @@ def _sgd(params, lr, weight_decay, momentum, betas):
     return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
 
 
+@OPTIMIZERS.register("lora_fa", help="LoRA-FA: A frozen, B trained with projected AdamW (PEFT create_lorafa_optimizer)",
+                     needs_model=True)
+def _lora_fa(model, lr, weight_decay, momentum, betas, rank, alpha, **_):
+    from peft.optimizers import create_lorafa_optimizer
+
+    return create_lorafa_optimizer(model, r=rank, lora_alpha=alpha, lr=lr, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("loraplus", help="LoRA+: AdamW with B's lr = loraplus_lr_ratio × A's (PEFT create_loraplus_optimizer)",
+                     needs_model=True)
+def _loraplus(model, lr, weight_decay, momentum, betas, loraplus_lr_ratio=16.0, **_):
+    from peft.optimizers import create_loraplus_optimizer
+
+    opt = create_loraplus_optimizer(model, torch.optim.AdamW, lr=lr, loraplus_lr_ratio=loraplus_lr_ratio,
+                                    loraplus_weight_decay=weight_decay, betas=betas)
+    for group in opt.param_groups:  # each group's lr as a multiple of the run's lr (schedules rescale it per step)
+        group["lr_scale"] = group["lr"] / lr
+    return opt
+
+
 def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0,
-                    momentum: float = 0.0, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
-    """An optimizer from the registry over the trainable ``params``."""
+                    momentum: float = 0.0, betas: tuple[float, float] = (0.9, 0.999), model: torch.nn.Module | None = None,
+                    **options) -> torch.optim.Optimizer:
+    """An optimizer from the registry over the trainable ``params``.
+
+    Optimizers registered with ``needs_model=True`` (LoRA-FA, LoRA+: PEFT's constructors group parameters by
+    name) get ``model`` and ``options`` (``rank``, ``alpha``, ``loraplus_lr_ratio``) instead of ``params``.
+    A param group may carry ``lr_scale``: its lr is ``lr_scale ×`` the run's lr (LoRA+'s B groups).
+    """
+    entry = OPTIMIZERS.entry(name)
+    if entry.meta.get("needs_model"):
+        if model is None or not hasattr(model, "peft_config"):
+            raise ConfigError(f"Optimizer {name!r} groups a PEFT LoRA model's parameters by name: use it with "
+                              "FineTune(method='lora', optimizer=...), or pick adamw/adam/sgd.")
+        return entry.obj(model, lr, weight_decay, momentum, tuple(betas), **options)
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ConfigError("The model has no trainable parameters (every requires_grad is False): nothing to optimize.")
-    return OPTIMIZERS.get(name)(params, lr, weight_decay, momentum, tuple(betas))
+    return entry.obj(params, lr, weight_decay, momentum, tuple(betas))
 
 
 def _warm(step: int, warmup: int) -> float | None:

@@ -253,8 +253,17 @@ class Run(Displayable, Loop):
             if self.reference is None:
                 self.reference = Snapshot.from_model(self.model)
             if self._optim is None:
-                self._optim = build_optimizer(self.optimizer, self.model.parameters(), self.lr, self.weight_decay, self.momentum)
+                self._optim = self.build_torch_optimizer()
         return self
+
+    def build_torch_optimizer(self, **settings) -> torch.optim.Optimizer:
+        """A fresh torch optimizer over the model as the run's declared settings (or ``settings``) say.
+
+        Used by ``setup()`` and when a state is loaded; subclasses override it for optimizers built from the
+        model (LoRA-FA, LoRA+). A param group may carry ``lr_scale``: it trains at that multiple of the lr.
+        """
+        s = {k: settings.get(k, getattr(self, k)) for k in ("optimizer", "lr", "weight_decay", "momentum")}
+        return build_optimizer(s["optimizer"], self.model.parameters(), s["lr"], s["weight_decay"], s["momentum"])
 
     # ------------------------------------------------------------------ one step
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
@@ -283,7 +292,7 @@ class Run(Displayable, Loop):
         lr = self.lr * lr_factor(self.schedule, t, self.max_steps, self.warmup_steps, self.min_lr_ratio, self.decay_fraction)
         opt = self._optim
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self.model.train()
         self.callbacks.trigger("before_step", self, batch=batch)
         opt.zero_grad(set_to_none=True)

@@ -21,7 +21,6 @@ from torch import nn
 
 from .errors import ConfigError, CorruptFileError
 from .history import History
-from .optim import build_optimizer
 from .rng import RunRNG
 from .snapshot import Snapshot
 
@@ -86,8 +85,7 @@ def check_model(model: nn.Module, weights) -> None:
 def staged_optimizer(run, config: dict, optim_state) -> torch.optim.Optimizer:
     """A new optimizer over ``run.model`` (built as ``config`` says) holding ``optim_state``, fully checked."""
     settings = {k: config.get(k, getattr(run, k)) for k in ("optimizer", "lr", "weight_decay", "momentum")}
-    opt = build_optimizer(settings["optimizer"], run.model.parameters(), settings["lr"], settings["weight_decay"],
-                          settings["momentum"])
+    opt = run.build_torch_optimizer(**settings)
     try:
         opt.load_state_dict(copy.deepcopy(optim_state))  # never share tensors with the caller's dict
     except Exception as exc:  # torch raises ValueError/KeyError/TypeError/RuntimeError for damaged states

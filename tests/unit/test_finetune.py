@@ -46,7 +46,7 @@ def max_abs_delta(ft):
     return max(float(d.abs().max()) for d in delta_weights(ft.model, ft.reference, ft.target_matrices).values())
 
 
-INITS = ["default", "gaussian", "pissa", "pissa_niter_2", "olora", "orthogonal", "eva", "corda", "lora_ga"]
+INITS = ["default", "gaussian", "pissa", "pissa_niter_2", "olora", "orthogonal", "eva", "corda", "lora_ga", "mica"]
 
 
 def test_every_registered_init_is_tested():

@@ -29,7 +29,8 @@ from ..matrices import is_conv1d
 from .inits import resolve
 from .lora_sb import apply_lora_sb, full_gradients, lora_sb_layers
 
-METHODS = ("full", "lora", "lora_sb")
+#: the methods this module builds itself; every method is in :data:`workbench.finetune.methods.METHODS`.
+BUILT_HERE = ("full", "lora", "lora_sb")
 
 DEFAULT_TARGETS = {
     "gpt2": ["c_attn", "c_proj", "c_fc"],
@@ -108,8 +109,9 @@ def check(model: nn.Module, method: str, rank: int, alpha: float, target_modules
           has_data: bool = True) -> dict[str, nn.Module]:
     """Validate a fine-tuning setting against ``model``; returns the targeted modules. Modifies nothing."""
     check_base(model)
-    if method not in METHODS:
-        raise ConfigError(f"Unknown fine-tuning method {method!r}; use one of {', '.join(METHODS)}.")
+    if method not in BUILT_HERE:
+        raise ConfigError(f"adapters.check handles {', '.join(BUILT_HERE)}; method {method!r} is built by its class in "
+                          "workbench.finetune.methods (METHODS.get(name)).")
     targets = resolve_targets(model, target_modules)
     if method == "full":
         return targets
@@ -166,6 +168,16 @@ def lora_config(targets: dict[str, nn.Module], rank: int, alpha: float, init: st
                       bias="none", fan_in_fan_out=any(is_conv1d(m) for m in targets.values()), **kw)
 
 
+def peft_model(model: nn.Module, config, **kw) -> nn.Module:
+    """``peft.get_peft_model`` without transformers' deprecation warning about ``is_gradient_checkpointing``
+    (PEFT 0.21.2 reads that attribute of every model it wraps; nothing the user can act on)."""
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config, **kw)
+
+
 def _examples(batches: list[dict]) -> Iterable[dict]:
     """Split batches into batch-size-1 dicts (CorDA's calibration must not see padding across examples)."""
     for b in batches:
@@ -192,8 +204,6 @@ def build(model: nn.Module, method: str, targets: dict[str, nn.Module], rank: in
         grads = full_gradients(model, targets, loss_fn, batches)
         return apply_lora_sb(model, targets, grads, rank, scaling(alpha, rank, use_rslora), dropout, sb_start, lr)
 
-    from peft import get_peft_model
-
     name = resolve(init).name
     config = lora_config(targets, rank, alpha, init, dropout, use_rslora, use_dora)
     if name == "lora_ga":
@@ -219,8 +229,8 @@ def build(model: nn.Module, method: str, targets: dict[str, nn.Module], rank: in
     if name == "eva":
         from peft import initialize_lora_eva_weights
 
-        peft_model = get_peft_model(model, config, low_cpu_mem_usage=True)
-        initialize_lora_eva_weights(peft_model, dataloader=batches, show_progress_bar=False)
+        wrapped = peft_model(model, config, low_cpu_mem_usage=True)
+        initialize_lora_eva_weights(wrapped, dataloader=batches, show_progress_bar=False)
     else:
-        peft_model = get_peft_model(model, config)
-    return peft_model
+        wrapped = peft_model(model, config)
+    return wrapped

@@ -14,6 +14,8 @@ eva                ``"eva"``              yes         yes         no            
                                                                                 redistributed (rho)
 corda              ``"corda"``            yes (bs 1)  yes         yes           context-oriented SVD (IPM)
 lora_ga            ``"lora_ga"``          yes         yes         yes           SVD of the full gradient
+mica               ``"mica"``             no          yes         no            B = W0's r minor left singular
+                                                                                vectors, frozen; A = 0 trains
 =================  =====================  ==========  ==========  ============  =========================
 
 "no-op" means the adapted model computes the same function as the base at step 0. For the inits that
@@ -74,6 +76,8 @@ _add("corda", "CorDA: context-oriented SVD of W0·C (input covariance from data)
      peft_value="corda", needs_data=True, batch_size_one=True, rewrites_base=True)
 _add("lora_ga", "LoRA-GA: A, B from the SVD of the full gradient on data; base keeps the residual",
      peft_value="lora_ga", needs_data=True, rewrites_base=True)
+_add("mica", "MiCA: B = the r left singular vectors of W0 with the smallest singular values (frozen), A = 0 trains",
+     peft_value="mica")
 
 _NITER = re.compile(r"^pissa_niter_(\d+)$")
 

@@ -33,16 +33,18 @@ import time
 import param
 from torch import nn
 
-from .. import data as data_mod, devices
+from .. import data as data_mod
+from .. import devices
 from ..data.base import Dataset, Split, to_device
 from ..errors import ConfigError
+from ..optim import OPTIMIZERS, build_optimizer
 from ..rng import seeded
 from ..run import Run
 from ..snapshot import Snapshot
-from . import adapters
 from .delta import DeltaProbe, delta_summary
 from .inits import LORA_INITS
 from .lora_sb import lora_sb_layers, merge_lora_sb
+from .methods import METHODS, Method
 
 
 def fresh_copy(model: nn.Module) -> nn.Module:
@@ -66,8 +68,12 @@ class FineTune(Run):
     **params : the declared parameters below and every :class:`~workbench.Run` parameter.
     """
 
-    method = param.Selector(default="lora", objects=list(adapters.METHODS),
-                            doc="full: every weight trains; lora: PEFT LoRA; lora_sb: B·R·A with trainable r×r R.")
+    method = param.Selector(default="lora", objects=METHODS.names(),
+                            doc="full: every weight trains; lora: PEFT LoRA; lora_sb: B·R·A with trainable r×r R; "
+                                "miss, fourierft, vera, adalora: PEFT's (see finetune.methods).")
+    method_params = param.Dict(default={}, doc="The method's own parameters (e.g. n_frequency for fourierft, variant "
+                                               "for miss); keywords such as FineTune(..., n_frequency=64) go here.")
+    loraplus_lr_ratio = param.Number(default=16.0, bounds=(1, None), doc="optimizer='loraplus': lr of B / lr of A.")
     rank = param.Integer(default=8, softbounds=(1, 256), doc="LoRA rank r (≤ the smallest targeted matrix dimension).")
     alpha = param.Number(default=16.0, softbounds=(0.5, 256), doc="LoRA alpha; scale s = alpha/r (alpha/√r with rsLoRA).")
     target_modules = param.Parameter(default=None, doc="Module names (list), a regex over full names, 'all-linear', "
@@ -89,8 +95,8 @@ class FineTune(Run):
     intruder_k = param.Integer(default=10, bounds=(1, None), doc="Top-k singular vectors checked for intruders.")
     intruder_eps = param.Number(default=0.5, bounds=(0, 1), doc="Intruder threshold on max |cos| with W0's vectors.")
 
-    ADAPTER_PARAMS = ("method", "rank", "alpha", "target_modules", "dropout", "use_rslora", "use_dora", "init",
-                      "init_batches", "sb_start")
+    ADAPTER_PARAMS = ("method", "method_params", "rank", "alpha", "target_modules", "dropout", "use_rslora", "use_dora",
+                      "init", "init_batches", "sb_start", "loraplus_lr_ratio")
 
     def __init__(self, model: nn.Module | str, data: Dataset | str, evals: dict | None = None, probes=(),
                  reference: Snapshot | None = None, parent: str | None = None,
@@ -104,11 +110,15 @@ class FineTune(Run):
         forget = self._forget_split(forget_data, params.get("forget_eval", type(self).forget_eval), data)
         if forget is not None and "pretrain" not in evals:
             evals["pretrain"] = forget
+        params, method = self._method_from(params)
         # Run.__init__ validates every declared parameter and modifies nothing.
-        super().__init__(model, data, evals=evals, probes=(), reference=None, parent=parent, **params)
+        super().__init__(model, data, evals=evals, probes=(), reference=None, parent=parent,
+                         method_params=method.hyperparameters(), **params)
         base = self.model
-        self.targets = adapters.check(base, self.method, self.rank, self.alpha, self.target_modules, self.init,
-                                      self.use_dora, has_data=self.init_batches > 0)
+        #: the method object (``METHODS[method]`` with ``method_params``): builds and drives the adapter.
+        self.method_object = method
+        self.targets = method.check(self, base)
+        self._check_optimizer()
         #: canonical matrix names of the targeted modules (what intruders/ΔW are measured on; same for full FT).
         self.target_matrices = [f"{name}.weight" for name in self.targets]
         device = devices.resolve_device(self.device)
@@ -120,16 +130,58 @@ class FineTune(Run):
         t0 = time.perf_counter()
         # Adapter init (Kaiming/Gaussian A, EVA/PiSSA randomness) is seeded by `seed`, not the global RNG state.
         with seeded(self.seed, devices=[device] if device.type == "cuda" else []):
-            self.model = adapters.build(base, self.method, self.targets, self.rank, self.alpha, self.init,
-                                        self.dropout, self.use_rslora, self.use_dora, batches, self.data.loss,
-                                        self.sb_start, self.lr)
+            self.model = method.build(self, base, self.targets, batches)
         #: seconds spent building the adapter (SVDs, gradient / calibration passes of data-driven inits).
         self.init_seconds = time.perf_counter() - t0
+        method.attach(self)  # before the probes: they see what the method's step hooks left
         if self.intruders_every > 0:
             self.add_probe(self._spectra_probe())
             self.add_probe(DeltaProbe(self.target_matrices, every=self.intruders_every))
         for probe in probes:
             self.add_probe(probe)
+
+    # ------------------------------------------------------------------ method and optimizer
+    @classmethod
+    def _method_from(cls, params: dict) -> tuple[dict, Method]:
+        """Split ``params`` into the stage's and the method's, and build the checked method object."""
+        params = dict(params)
+        name = params.get("method", cls.param["method"].default)
+        mcls = METHODS.entry(name).obj  # NotFoundError with close matches for an unknown name
+        given = params.pop("method_params", None) or {}
+        if not isinstance(given, dict):
+            raise ConfigError(f"method_params must be a dict of method {name!r}'s parameters "
+                              f"({mcls.hyperparameter_names() or 'it has none'}), got {type(given).__name__}.")
+        routed = {}
+        for k in [k for k in params if k not in cls.param]:
+            if k in mcls.hyperparameter_names():
+                routed[k] = params.pop(k)
+                continue
+            having = [n for n in METHODS.names() if k in METHODS.get(n).hyperparameter_names()]
+            if having:
+                raise ConfigError(f"{k!r} is a parameter of method {having}, not of {name!r} (whose parameters are "
+                                  f"{mcls.hyperparameter_names() or 'none'}); remove it or set method={having[0]!r}.")
+        return params, mcls.checked(**{**given, **routed})
+
+    def _check_optimizer(self) -> None:
+        """LoRA-FA / LoRA+ group LoRA's A and B by name: only for PEFT LoRA (checked before the model is touched)."""
+        if not OPTIMIZERS.entry(self.optimizer).meta.get("needs_model"):
+            return
+        if self.method != "lora":
+            raise ConfigError(f"optimizer={self.optimizer!r} works on PEFT LoRA's A and B matrices; method "
+                              f"{self.method!r} has none. Use method='lora', or optimizer='adamw'.")
+        if self.optimizer == "lora_fa" and (self.use_dora or self.init == "mica"):
+            raise ConfigError("optimizer='lora_fa' freezes A and trains B only: it does not combine with DoRA's "
+                              "magnitudes nor with init='mica' (which freezes B). Use init='default' without DoRA.")
+
+    def build_torch_optimizer(self, **settings):
+        """As :meth:`Run.build_torch_optimizer`; LoRA-FA / LoRA+ are built by PEFT's constructors from the model."""
+        name = settings.get("optimizer", self.optimizer)
+        if not OPTIMIZERS.entry(name).meta.get("needs_model"):
+            return super().build_torch_optimizer(**settings)
+        self._check_optimizer()
+        s = {k: settings.get(k, getattr(self, k)) for k in ("lr", "weight_decay", "momentum")}
+        return build_optimizer(name, (), s["lr"], s["weight_decay"], s["momentum"], model=self.model, rank=self.rank,
+                               alpha=self.alpha, loraplus_lr_ratio=self.loraplus_lr_ratio)
 
     # ------------------------------------------------------------------ pieces
     @staticmethod
@@ -166,8 +218,8 @@ class FineTune(Run):
 
     # ------------------------------------------------------------------ results
     def scaling(self) -> float:
-        """The LoRA scale s (1.0 for full fine-tuning)."""
-        return 1.0 if self.method == "full" else adapters.scaling(self.alpha, self.rank, self.use_rslora)
+        """The adapter's output scale (LoRA's s; FourierFT's scaling; 1.0 for full fine-tuning, MiSS, VeRA)."""
+        return self.method_object.scaling(self)
 
     def delta_summary(self):
         """Per-matrix norm and effective rank of ΔW = W − W0 over the targeted matrices (``xr.Dataset``)."""
@@ -175,9 +227,26 @@ class FineTune(Run):
 
     def describe_model(self) -> dict:
         desc = super().describe_model()
-        desc["finetune"] = {"method": self.method, "targets": len(self.targets), "scaling": self.scaling(),
+        desc["finetune"] = {"method": self.method, "method_params": self.method_object.hyperparameters(),
+                            "targets": len(self.targets), "scaling": self.scaling(),
                             "init_seconds": round(self.init_seconds, 4)}
         return desc
+
+    # ------------------------------------------------------------------ method state in checkpoints
+    def state_dict(self) -> dict:
+        """The run's state plus the method's own outside model and optimizer (AdaLoRA's budget): a bit-identical resume."""
+        state = super().state_dict()
+        state["method"] = self.method_object.extra_state(self)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        method_state = state.get("method", {})
+        if not isinstance(method_state, dict):
+            from ..run_state import damaged
+
+            raise damaged("method", f"expected a dict, got {type(method_state).__name__}")
+        super().load_state_dict(state)
+        self.method_object.load_extra_state(self, method_state)
 
 
 def merged(run_or_model, copy_model: bool = True) -> nn.Module:
