@@ -29,6 +29,7 @@ import torch
 from . import atomic
 from .errors import ConfigError, CorruptFileError, MissingPathError
 from .matrices import fingerprint
+from .run_state import shape_difference
 
 FORMAT = 2
 _DATA_FINGERPRINTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -116,12 +117,7 @@ def check_fingerprint(model, state: dict, path) -> None:
     want, have = state["fingerprint"], fingerprint(model)
     if want == have:
         return
-    missing = [k for k in want if k not in have][:3]
-    extra = [k for k in have if k not in want][:3]
-    shape = [f"{k}: {want[k]} vs {have[k]}" for k in want if k in have and want[k] != have[k]][:3]
-    detail = "; ".join(x for x in [f"missing in this model {missing}" if missing else "",
-                                    f"not in the checkpoint {extra}" if extra else "",
-                                    f"different shapes {shape}" if shape else ""] if x)
+    detail = shape_difference(want, have, "checkpoint")
     raise CorruptFileError(f"The checkpoint {str(path)!r} is from a different model ({detail}). Load it into the model "
                            f"it was saved from (described as {state.get('model_description')}).")
 

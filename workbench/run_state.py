@@ -64,6 +64,16 @@ def check_config(run, config) -> dict:
     return keep
 
 
+def shape_difference(want: dict, have: dict, source: str = "state") -> str:
+    """What differs between two name → shape maps (``want`` saved in a ``source``, ``have`` this model's), in words."""
+    missing = [k for k in want if k not in have][:3]
+    extra = [k for k in have if k not in want][:3]
+    shapes = [f"{k}: {want[k]} vs {have[k]}" for k in want if k in have and want[k] != have[k]][:3]
+    return "; ".join(x for x in [f"missing in this model {missing}" if missing else "",
+                                  f"not in the {source} {extra}" if extra else "",
+                                  f"different shapes {shapes}" if shapes else ""] if x)
+
+
 def check_model(model: nn.Module, weights) -> None:
     """Same names and shapes as ``model.state_dict()``; a clear error naming the first differences."""
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
@@ -72,12 +82,7 @@ def check_model(model: nn.Module, weights) -> None:
     want = {k: tuple(v.shape) for k, v in weights.items()}
     if have == want:
         return
-    missing = [k for k in have if k not in want][:3]
-    extra = [k for k in want if k not in have][:3]
-    shapes = [f"{k}: {want[k]} vs {have[k]}" for k in want if k in have and want[k] != have[k]][:3]
-    detail = "; ".join(x for x in [f"not in the state {missing}" if missing else "",
-                                    f"not in this model {extra}" if extra else "",
-                                    f"different shapes {shapes}" if shapes else ""] if x)
+    detail = shape_difference(want, have)
     raise CorruptFileError(f"The state is from a different model ({detail}); nothing was changed. Load it into the "
                            "model it was saved from.")
 
