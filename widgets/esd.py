@@ -134,7 +134,7 @@ class ESDView(pn.viewable.Viewer):
     period = param.Integer(default=1000, bounds=(100, None), doc="Poll a run's history every this many ms.")
     prefix = param.String(default="", doc="Prefix of the SpectraProbe whose records are shown.")
 
-    def __init__(self, source, **params):
+    def __init__(self, source, poll: bool = True, **params):
         super().__init__(**params)
         from workbench.run import Run
 
@@ -147,13 +147,14 @@ class ESDView(pn.viewable.Viewer):
         self._shapes: dict[str, tuple] | None = None
         self.badge = Alert("", alert_type="warning", visible=False)
         self.alert = Alert("", alert_type="danger", visible=False)
-        self.pane = pn.pane.HoloViews(_empty(), sizing_mode="stretch_width", height=360)
+        # linked_axes=False: a replaced figure must not re-link other live plots' ranges (see docs/ui.md)
+        self.pane = pn.pane.HoloViews(_empty(), sizing_mode="stretch_width", height=360, linked_axes=False)
         widgets = pn.Row(pn.widgets.Select.from_param(self.param.matrix, sizing_mode="stretch_width"),
                          pn.widgets.Select.from_param(self.param.step, width=140))
         self._layout = pn.Column(widgets, self.badge, self.alert, self.pane, sizing_mode="stretch_width")
         self._callback = None
         self.poll()
-        if self.run is not None:
+        if self.run is not None and poll:  # embedded in a probe panel, that panel's poller drives it instead
             self._callback = pn.state.add_periodic_callback(self.poll, period=self.period)
 
     def __panel__(self):
@@ -249,32 +250,32 @@ def esd_view(source, matrix: str | None = None, step: int | None = None, prefix:
 
 def _spectra_probe_view(probe, **kwargs):
     """A SpectraProbe's by-shape panel, plus its ESD histogram with the fit when it logs the spectrum."""
-    from workbench.spectra import SpectraProbe  # noqa: F401  (registered below)
-
     from .probe_view import probe_view
 
-    base = probe_view(probe, **kwargs)
     run = kwargs.get("run") or probe.run
-    if not probe.singular_values or run is None:
-        return base
-    return _WithESD(base, esd_view(run, prefix=probe.prefix))
+    if probe.singular_values and run is not None:
+        kwargs["parts"] = [*kwargs.get("parts", []), _ESDPart(ESDView(run, poll=False, prefix=probe.prefix))]
+    return probe_view(probe, **kwargs)
 
 
-class _WithESD(pn.viewable.Viewer):
-    """The probe's panel and its ESD view, one under the other (keeps the panel's ``title``)."""
+class _ESDPart(pn.viewable.Viewer):
+    """The ESD view as a part of a probe panel: the panel's poller (one cursor per view) tells it when to read."""
 
-    def __init__(self, base, esd, **params):
+    def __init__(self, esd: ESDView, **params):
         super().__init__(**params)
-        self.base, self.esd = base, esd
-        self.title = getattr(base, "title", "SpectraProbe")
+        self.esd = esd
 
-    def __getattr__(self, name):  # poll(), parts(), part() … of the probe panel
-        if name in ("base", "esd"):
-            raise AttributeError(name)
-        return getattr(self.base, name)
+    def add_rows(self, rows) -> None:  # the ESD reads arrays, not rows; it catches up at flush
+        pass
+
+    def flush(self) -> None:
+        self.esd.poll()
+
+    def clear(self) -> None:
+        pass
 
     def __panel__(self):
-        return pn.Column(self.base, self.esd, sizing_mode="stretch_width")
+        return self.esd
 
 
 def _register() -> None:

@@ -241,7 +241,7 @@ class InitPanel(pn.viewable.Viewer):
             self.message.object = f"⚠ {error_text(exc)}"
             return None
         first = str(ds.matrix.values[0])
-        frames = [pd.DataFrame({"index": ds.index.values, "sigma": ds[f"sigma_{w}"].sel(matrix=first).values,
+        frames = [pd.DataFrame({"index": ds.index.values, "sigma": ds[f"singular_values_{w}"].sel(matrix=first).values,
                                 "when": w}).dropna() for w in ("before", "after")]
         self.pipe.send(pd.concat(frames, ignore_index=True))
         self.ranks.object = ds[["effective_rank_before", "effective_rank_after", "numerical_rank_before", "numerical_rank_after"]].to_dataframe().round(3)

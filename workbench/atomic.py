@@ -152,7 +152,7 @@ def _owner_alive(path: Path) -> bool:
     return True
 
 
-def _remove(path: Path, attempts: int = 100) -> None:
+def _remove(path: Path, attempts: int = 400) -> None:
     """Delete a temporary file or folder. A writer's background threads (zarr writes chunks
     asynchronously) may still add files just after a failure, so a folder is retried briefly."""
     for _ in range(attempts):

@@ -95,7 +95,7 @@ def test_signal_stops_a_cli_run_and_saves_record_and_checkpoint(tmp_path, signum
     record = open_record(out)
     state = read_checkpoint(ckpt)
     assert meta(record)["status"] == "stopped" and int(record.attrs["global_step"]) >= 1
-    assert state["global_step"] == int(record.attrs["global_step"])
+    assert state["run"]["step"] == int(record.attrs["global_step"])
     assert sorted(os.listdir(tmp_path)) == ["c.pt", "r.nc"]
 
 

@@ -146,7 +146,7 @@ class Experiment:
         for title, stage in stages.items():
             try:
                 view_factory(stage)
-            except TypeError:
+            except (TypeError, ConfigError):  # the view registry knows no view for it
                 raise ExperimentError(f"{ENTRY}() in {self.name} returned a {type(stage).__name__} ({title!r}), which "
                                       f"is not a stage the dashboard can show; return a workbench stage (Run, "
                                       f"FineTune, Unlearn, InitLab …), a list of them or a dict title → stage.") from None
