@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import devices, run_state
+from . import accumulate, devices, execution, run_state
 from .data.base import Dataset, to_device
 from .display import Displayable
 from .errors import ConfigError, DivergedError
@@ -82,6 +82,12 @@ class Run(Displayable, Loop):
     device = param.Selector(default="auto", objects=list(devices.DEVICES), check_on_set=False,
                             doc="'auto' (CUDA if present), 'cpu', 'cuda' or 'cuda:N'.")
     autocast = param.Selector(default="auto", objects=list(devices.AUTOCAST), doc="'auto' = bf16 on CUDA, off on CPU.")
+    grad_accum_steps = param.Integer(default=1, bounds=(1, None),
+                                     doc="Micro-batches per optimizer step (batch_size is the whole step's batch; "
+                                         "the gradient is the same as one batch of batch_size).")
+    activation_checkpointing = param.Boolean(default=False, doc="Recompute activations in backward (HF models): less "
+                                                                "memory, ~30% more compute.")
+    compile = param.Boolean(default=False, doc="Run the model through torch.compile (first steps compile; slow start).")
     # --- logging --------------------------------------------------------------------------------
     log_every = param.Integer(default=10, bounds=(1, None), doc="Publish status (and tqdm) every this many steps.")
     eval_every = param.Integer(default=50, bounds=(0, None), doc="Evaluate held-out splits every this many steps (0 = off).")
@@ -95,11 +101,15 @@ class Run(Displayable, Loop):
     STATE_PARAMS = ("status", "running", "loss", "steps_per_sec", "last_logged_step", "message", "name")
     #: declared parameters that cannot change while ``running`` (setting one raises ConfigError "stop() first");
     #: a view disables their controls while training. While stopped, a change takes effect at the next step.
-    LOCKED_WHILE_TRAINING = ("optimizer", "weight_decay", "momentum", "batch_size", "seed", "device", "autocast")
+    LOCKED_WHILE_TRAINING = ("optimizer", "weight_decay", "momentum", "batch_size", "seed", "device", "autocast",
+                             "grad_accum_steps", "activation_checkpointing", "compile")
     LOCK_REASONS = {"optimizer": "the optimizer and its state were built with it",
                      "weight_decay": "the optimizer was built with it", "momentum": "the optimizer was built with it",
                      "batch_size": "every batch of this loop is drawn with it", "device": "the model and optimizer live there",
-                     "seed": "it fixes the data order and the run's random stream", "autocast": "the loop runs under it"}
+                     "seed": "it fixes the data order and the run's random stream", "autocast": "the loop runs under it",
+                     "grad_accum_steps": "every step of this loop is cut into that many micro-batches",
+                     "activation_checkpointing": "the model's forward pass is set up with it",
+                     "compile": "the loop runs the compiled (or plain) model"}
     #: declared parameters that ``load_state_dict`` keeps from this run (where it runs, not what it is)
     NOT_RESTORED = ("device",)
 
@@ -120,6 +130,9 @@ class Run(Displayable, Loop):
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, a preset name or a model directory, got {type(model).__name__}.")
         run_state.check_positions(model, self.data)
+        execution.check_checkpointing(model, self.activation_checkpointing)
+        execution.check_compile(self.compile)
+        accumulate.check(self.batch_size, self.grad_accum_steps)
         self.model: nn.Module = model
         self.history = History()
         self.callbacks = Callbacks()
@@ -135,6 +148,7 @@ class Run(Displayable, Loop):
         self._optim: torch.optim.Optimizer | None = None
         self._device: torch.device | None = None
         self._amp_dtype = None
+        self._forward: nn.Module | None = None  # what a step runs forward through (execution.training_module)
         self._lock = threading.RLock()
         self._window = (time.perf_counter(), 0)
         evals = dict(evals or {})
@@ -161,6 +175,12 @@ class Run(Displayable, Loop):
         """The autocast context this run trains under (``run.autocast`` is the declared mode)."""
         dev = self.torch_device
         return devices.autocast_context(dev, devices.autocast_dtype(self.autocast, dev))
+
+    @property
+    def forward_model(self) -> nn.Module:
+        """The module a training step computes the loss through: ``model`` itself, or it compiled / DDP-wrapped
+        (:mod:`workbench.execution`; the wrappers share ``model``'s parameters)."""
+        return self._forward or self.model
 
     @property
     def torch_optimizer(self) -> torch.optim.Optimizer | None:
@@ -215,6 +235,11 @@ class Run(Displayable, Loop):
     def _hardware_changed(self):
         if self._device is not None:
             self._place(devices.resolve_device(self.device))
+        self._forward = None
+
+    @param.depends("activation_checkpointing", "compile", watch=True)
+    def _execution_changed(self):
+        self._forward = None  # rebuilt at the next step (execution.training_module)
 
     @param.depends("eval_every", "eval_batches", watch=True)
     def _eval_settings_changed(self):
@@ -254,12 +279,16 @@ class Run(Displayable, Loop):
                 self.reference = Snapshot.from_model(self.model)
             if self._optim is None:
                 self._optim = build_optimizer(self.optimizer, self.model.parameters(), self.lr, self.weight_decay, self.momentum)
+            accumulate.check(self.batch_size, self.grad_accum_steps)
+            if self._forward is None:
+                self._forward = execution.training_module(self.model, self._device, self.activation_checkpointing,
+                                                          self.compile)
         return self
 
     # ------------------------------------------------------------------ one step
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of the model on ``batch`` (the dataset's task loss); override for other objectives."""
-        return self.data.loss(self.model, batch)
+        return self.data.loss(self.forward_model, batch)
 
     def forward_backward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         """Forward, divergence check, backward; leaves gradients in ``.grad``. Override for SAM etc.
@@ -288,7 +317,8 @@ class Run(Displayable, Loop):
         self.callbacks.trigger("before_step", self, batch=batch)
         opt.zero_grad(set_to_none=True)
         with self.rng.active(self._device):
-            loss, metrics = self.forward_backward(batch)
+            loss, metrics = accumulate.forward_backward(self, batch, self.grad_accum_steps,
+                                                        execution.no_sync(self.forward_model))
         self.callbacks.trigger("after_backward", self)
         params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
         max_norm = self.grad_clip if self.grad_clip > 0 else math.inf
