@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import accumulate, devices, execution, run_state
+from . import accumulate, devices, distributed, execution, run_state
 from .data.base import Dataset, to_device
 from .display import Displayable
 from .errors import ConfigError, DivergedError
@@ -88,6 +88,9 @@ class Run(Displayable, Loop):
     activation_checkpointing = param.Boolean(default=False, doc="Recompute activations in backward (HF models): less "
                                                                 "memory, ~30% more compute.")
     compile = param.Boolean(default=False, doc="Run the model through torch.compile (first steps compile; slow start).")
+    strategy = param.Selector(default="single", objects=list(distributed.STRATEGIES),
+                              doc="'single' (one process) or 'ddp' (data parallel; launch with workbench train "
+                                  "--nproc-per-node N). batch_size stays the global batch.")
     # --- logging --------------------------------------------------------------------------------
     log_every = param.Integer(default=10, bounds=(1, None), doc="Publish status (and tqdm) every this many steps.")
     eval_every = param.Integer(default=50, bounds=(0, None), doc="Evaluate held-out splits every this many steps (0 = off).")
@@ -102,16 +105,17 @@ class Run(Displayable, Loop):
     #: declared parameters that cannot change while ``running`` (setting one raises ConfigError "stop() first");
     #: a view disables their controls while training. While stopped, a change takes effect at the next step.
     LOCKED_WHILE_TRAINING = ("optimizer", "weight_decay", "momentum", "batch_size", "seed", "device", "autocast",
-                             "grad_accum_steps", "activation_checkpointing", "compile")
+                             "grad_accum_steps", "activation_checkpointing", "compile", "strategy")
     LOCK_REASONS = {"optimizer": "the optimizer and its state were built with it",
                      "weight_decay": "the optimizer was built with it", "momentum": "the optimizer was built with it",
                      "batch_size": "every batch of this loop is drawn with it", "device": "the model and optimizer live there",
                      "seed": "it fixes the data order and the run's random stream", "autocast": "the loop runs under it",
                      "grad_accum_steps": "every step of this loop is cut into that many micro-batches",
                      "activation_checkpointing": "the model's forward pass is set up with it",
-                     "compile": "the loop runs the compiled (or plain) model"}
+                     "compile": "the loop runs the compiled (or plain) model",
+                     "strategy": "the processes and the model's wrapping are set up for it"}
     #: declared parameters that ``load_state_dict`` keeps from this run (where it runs, not what it is)
-    NOT_RESTORED = ("device",)
+    NOT_RESTORED = ("device", "strategy")
 
     def __init__(self, model: nn.Module | str, data: Dataset | str, evals: dict | None = None,
                  probes: tuple[Probe, ...] | list[Probe] = (), reference: Snapshot | None = None,
@@ -133,6 +137,7 @@ class Run(Displayable, Loop):
         execution.check_checkpointing(model, self.activation_checkpointing)
         execution.check_compile(self.compile)
         accumulate.check(self.batch_size, self.grad_accum_steps)
+        self._check_strategy()
         self.model: nn.Module = model
         self.history = History()
         self.callbacks = Callbacks()
@@ -234,10 +239,10 @@ class Run(Displayable, Loop):
     @param.depends("device", "autocast", watch=True)
     def _hardware_changed(self):
         if self._device is not None:
-            self._place(devices.resolve_device(self.device))
+            self._place(self._resolve_device())
         self._forward = None
 
-    @param.depends("activation_checkpointing", "compile", watch=True)
+    @param.depends("activation_checkpointing", "compile", "strategy", watch=True)
     def _execution_changed(self):
         self._forward = None  # rebuilt at the next step (execution.training_module)
 
@@ -274,16 +279,32 @@ class Run(Displayable, Loop):
         """
         with self._lock:
             if self._device is None:
-                self._place(devices.resolve_device(self.device))
+                self._place(self._resolve_device())
             if self.reference is None:
                 self.reference = Snapshot.from_model(self.model)
             if self._optim is None:
                 self._optim = build_optimizer(self.optimizer, self.model.parameters(), self.lr, self.weight_decay, self.momentum)
-            accumulate.check(self.batch_size, self.grad_accum_steps)
+            self._check_strategy()
+            accumulate.check(self.batch_size, self.grad_accum_steps, self._world_size())
             if self._forward is None:
                 self._forward = execution.training_module(self.model, self._device, self.activation_checkpointing,
-                                                          self.compile)
+                                                          self.compile, ddp=self.strategy == "ddp")
         return self
+
+    def _check_strategy(self) -> None:
+        if self.strategy == "single":
+            return
+        distributed.check_launched()
+        if type(self).forward_backward is not Run.forward_backward:
+            raise ConfigError(f"strategy={self.strategy!r} is not available for {type(self).__name__} yet: its step "
+                              "computes its own losses outside the data-parallel model. Use strategy='single'.")
+
+    def _resolve_device(self) -> torch.device:
+        device = devices.resolve_device(self.device)
+        return distributed.init(device) if self.strategy == "ddp" else device
+
+    def _world_size(self) -> int:
+        return distributed.world_size() if self.strategy == "ddp" else 1
 
     # ------------------------------------------------------------------ one step
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
@@ -304,7 +325,10 @@ class Run(Displayable, Loop):
         return loss.detach(), metrics
 
     def _batch(self, i: int) -> dict:
-        return to_device(self.data.train.batch_at(i, self.batch_size, self.seed), self._device)
+        batch = self.data.train.batch_at(i, self.batch_size, self.seed)  # the global batch i, a function of (seed, i)
+        if self.strategy == "ddp":
+            batch = distributed.shard(batch)  # this rank's rows r::world
+        return to_device(batch, self._device)
 
     def _step_once(self) -> dict:
         t, t0 = self._step, time.perf_counter()
@@ -319,6 +343,8 @@ class Run(Displayable, Loop):
         with self.rng.active(self._device):
             loss, metrics = accumulate.forward_backward(self, batch, self.grad_accum_steps,
                                                         execution.no_sync(self.forward_model))
+        if self.strategy == "ddp":
+            loss, metrics = distributed.mean_across_ranks(loss, metrics)
         self.callbacks.trigger("after_backward", self)
         params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
         max_norm = self.grad_clip if self.grad_clip > 0 else math.inf
@@ -432,7 +458,7 @@ class Run(Displayable, Loop):
             raise ConfigError("Cannot load a state while the run is training; stop() it first.")
         with self._lock:
             if self._device is None:
-                self._place(devices.resolve_device(self.device))
+                self._place(self._resolve_device())
             new = run_state.stage(self, state)
             # --- everything is valid: apply (nothing below can fail on a checked state)
             self.model.load_state_dict(state["model"])
