@@ -10,7 +10,7 @@
 Design:
 * Declared parameters are the widget controls, the papermill parameters and the saved config.
   ``LOCKED_WHILE_TRAINING`` ones (optimizer, weight_decay, momentum, batch_size, seed, device,
-  autocast) cannot change while ``running``; the others (lr, schedule, max_steps, grad_clip, eval_every…)
+  autocast, grad_accum_steps, activation_checkpointing, compile, strategy) cannot change while ``running``; the others (lr, schedule, max_steps, grad_clip, eval_every…)
   apply from the next step, and the per-step ``lr`` in the history records what was used.
 * ``running`` is the one answer to "is it training?" (see :mod:`workbench.loop`); ``status`` is the
   outcome. Read-only state (``loss``, ``steps_per_sec``, ``last_logged_step``) is ``constant`` and
@@ -23,6 +23,9 @@ Design:
   in one process draw exactly what they would alone.
 * ``state_dict()``/``load_state_dict()`` hold the whole run (all or nothing); checkpoints are files of it.
 * Subclasses change what a step computes by overriding ``forward_backward`` (SAM, unlearning losses).
+* ``batch_size`` is the step's global batch: ``grad_accum_steps`` cuts it into micro-batches
+  (:mod:`workbench.accumulate`), ``strategy="ddp"`` shards it over processes (:mod:`workbench.distributed`);
+  the loss goes through ``run.forward_model`` (compiled / DDP-wrapped, :mod:`workbench.execution`).
 """
 
 from __future__ import annotations
