@@ -54,12 +54,13 @@ def test_new_params_are_locked_while_training(tiny_run):
     run = tiny_run(max_steps=10_000)
     run.start()
     try:
-        for name, value in (("grad_accum_steps", 2), ("activation_checkpointing", True), ("compile", True)):
+        for name, value in (("grad_accum_steps", 2), ("activation_checkpointing", True), ("compile", True),
+                            ("strategy", "ddp")):
             with pytest.raises(ConfigError, match=f"{name} cannot change while Run is training"):
                 setattr(run, name, value)
     finally:
         run.stop()
-    assert set(Run.LOCKED_WHILE_TRAINING) >= {"grad_accum_steps", "activation_checkpointing", "compile"}
+    assert set(Run.LOCKED_WHILE_TRAINING) >= {"grad_accum_steps", "activation_checkpointing", "compile", "strategy"}
     assert all(name in Run.LOCK_REASONS for name in Run.LOCKED_WHILE_TRAINING)
 
 
