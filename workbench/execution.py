@@ -27,6 +27,12 @@ from torch import nn
 from .errors import ConfigError
 
 
+def _hf(model: nn.Module) -> nn.Module:
+    """The Hugging Face model itself (under a PEFT wrapper, its base model)."""
+    base = getattr(model, "get_base_model", None)
+    return base() if callable(base) else model
+
+
 def _names(model: nn.Module) -> tuple[str, str, str] | None:
     """(enable, disable, is-on) method names: transformers ≥ 5 says ``activation_checkpointing_*``, older ``gradient_*``."""
     for enable, disable, state in (("activation_checkpointing_enable", "activation_checkpointing_disable",
@@ -42,6 +48,7 @@ def check_checkpointing(model: nn.Module, wanted: bool) -> None:
     """Refuse ``activation_checkpointing`` for a model that cannot do it (before anything changes)."""
     if not wanted:
         return
+    model = _hf(model)
     if _names(model) is None or getattr(model, "supports_gradient_checkpointing", True) is False:
         raise ConfigError(f"activation_checkpointing needs a model with gradient_checkpointing_enable() (a Hugging Face "
                           f"transformers model); {type(model).__name__} has none. Set activation_checkpointing=False.")
@@ -49,6 +56,7 @@ def check_checkpointing(model: nn.Module, wanted: bool) -> None:
 
 def is_checkpointing(model: nn.Module) -> bool:
     """Whether ``model`` recomputes its activations in backward (Hugging Face activation checkpointing)."""
+    model = _hf(model)
     names = _names(model)
     return bool(names and getattr(model, names[2], False))
 
@@ -56,6 +64,7 @@ def is_checkpointing(model: nn.Module) -> bool:
 def set_checkpointing(model: nn.Module, wanted: bool) -> None:
     """Turn Hugging Face activation checkpointing on or off (checked first)."""
     check_checkpointing(model, wanted)
+    model = _hf(model)
     names = _names(model)
     if wanted and not is_checkpointing(model):
         kwargs = {"use_reentrant": False}  # non-reentrant: works with frozen inputs (LoRA) and keeps dropout's RNG
