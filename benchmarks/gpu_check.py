@@ -4,6 +4,7 @@ device, and print steps/s, tokens/s, model FLOPs utilisation (MFU) and the probe
     python benchmarks/gpu_check.py                 # on the GPU (device auto: CUDA when present); < 5 min
     python benchmarks/gpu_check.py --small         # CPU-sized: gpt2-1m, a few steps (what the tests run)
     python benchmarks/gpu_check.py --json out.json --peak-flops 989e12
+    python benchmarks/gpu_check.py --compile --warmup 10   # the same through torch.compile
 
 What it measures, honestly:
 * the workbench's own loop (``Run.run``: batch drawn as f(seed, i), autocast, clipping, AdamW, one history
@@ -92,7 +93,7 @@ def timed(device: torch.device, fn) -> float:
 
 
 def check(small: bool = False, device: str = "auto", autocast: str | None = None, peak: float | None = None,
-          **overrides) -> dict:
+          compile: bool = False, **overrides) -> dict:
     """Run the check and return its figures (see the module docstring)."""
     cfg = {**(SMALL if small else FULL), **{k: v for k, v in overrides.items() if v is not None}}
     dev = devices.resolve_device(device)
@@ -103,7 +104,7 @@ def check(small: bool = False, device: str = "auto", autocast: str | None = None
     vocab = model.config.vocab_size
     n_windows = cfg["batch_size"] * (cfg["warmup"] + 3 * cfg["steps"] + 2)
     run = Run(model, random_tokens(vocab, cfg["seq_len"], n_windows), device=device, autocast=autocast,
-              batch_size=cfg["batch_size"], lr=3e-4, max_steps=10 ** 6, eval_every=0, log_every=10 ** 6)
+              batch_size=cfg["batch_size"], lr=3e-4, compile=compile, max_steps=10 ** 6, eval_every=0, log_every=10 ** 6)
     n_params = sum(p.numel() for p in run.model.parameters())
     tokens_per_step = cfg["batch_size"] * cfg["seq_len"]
 
@@ -127,7 +128,7 @@ def check(small: bool = False, device: str = "auto", autocast: str | None = None
     intruders_total = run.history.latest("intruders_total")
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     return {"device": str(dev), "device_name": name, "preset": cfg["preset"], "parameters": n_params,
-            "autocast": autocast, "batch_size": cfg["batch_size"], "seq_len": cfg["seq_len"], "steps": cfg["steps"],
+            "autocast": autocast, "compile": compile, "batch_size": cfg["batch_size"], "seq_len": cfg["seq_len"], "steps": cfg["steps"],
             "steps_per_sec": steps_per_sec, "tokens_per_sec": tokens_per_sec, "flops_per_token": flops_token,
             "peak_flops": peak_value, "peak_source": peak_source,
             "mfu": flops_token * tokens_per_sec / peak_value, "mfu_attention": flops_token_attn * tokens_per_sec / peak_value,
@@ -164,10 +165,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, help="timed steps")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seq-len", type=int)
+    p.add_argument("--compile", action="store_true", help="train through torch.compile (compiled during warm-up)")
+    p.add_argument("--warmup", type=int, help="untimed steps first (default 5; raise it with --compile)")
     p.add_argument("--json", help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     result = check(small=args.small, device=args.device, autocast=args.autocast, peak=args.peak_flops,
-                   steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len)
+                   compile=args.compile, warmup=args.warmup, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len)
     print(report(result))
     print("JSON " + json.dumps(result))
     if args.json:
