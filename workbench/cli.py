@@ -2,6 +2,7 @@
 
     workbench train --preset gpt2-1m --data stories --steps 200 --out runs/run.nc [--checkpoint runs/ckpt.pt]
     workbench train --resume runs/ckpt.pt --steps 100 --out runs/run.nc
+    workbench train --nproc-per-node 2 --preset gpt2-1m --steps 200 --out runs/run.nc   # DDP, via torchrun
 
 Every path and value is checked before training starts; a mistake prints one line
 (``workbench: error: ...``, exit 2). Ctrl-C or SIGTERM during training stops at the next step boundary
@@ -123,6 +124,11 @@ def _train(args) -> int:
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps must be ≥ 1, got {args.steps}; leave it out to train up to max_steps.")
     check_outputs(args.out, args.checkpoint)
+    from . import distributed
+
+    if args.nproc_per_node is not None and not distributed.launched():  # re-launch this command under torchrun
+        return distributed.launch(_worker_argv(args.argv), args.nproc_per_node)
+    main_rank = distributed.is_main()  # only rank 0 attaches probes, writes files and prints
     params = _parse_set(args.set)
     for name in ("lr", "batch_size", "seed", "device", "optimizer", "schedule", "log_every"):
         value = getattr(args, name)
@@ -141,7 +147,7 @@ def _train(args) -> int:
         else:
             dataset = data_mod.load(args.data, **options)
             run = Run(args.preset, dataset, **params)
-        for spec in args.probe or []:
+        for spec in (args.probe or []) if main_rank else []:
             name, _, every = spec.partition(":")
             if every and not every.isdigit():
                 raise ConfigError(f"--probe {spec!r}: write NAME or NAME:EVERY with EVERY a whole number, e.g. spectra:25.")
@@ -162,7 +168,7 @@ def _train(args) -> int:
             return EXIT_SIGNAL[signal.SIGINT]
         except BaseException:
             # a failed run (diverged, or a bug) still leaves its record: what it learned up to the failure
-            if args.out:
+            if args.out and main_rank:
                 try:
                     run.save_record(args.out)
                     print(f"workbench: the run failed at step {run.global_step}; its record up to there is saved "
@@ -171,10 +177,14 @@ def _train(args) -> int:
                     print(f"workbench: could not save the record either: {explain(exc) or exc}", file=sys.stderr)
             raise
         try:
-            saved = _save_outputs(run, args)
+            saved = _save_outputs(run, args) if main_rank else []
         except KeyboardInterrupt:
             print("workbench: interrupted twice while saving: quit; files already there are intact.", file=sys.stderr)
             return EXIT_SIGNAL[signal.SIGINT]
+    if not main_rank:
+        distributed.shutdown()
+        return 0
+    distributed.shutdown()
     if guard.signum is not None:
         name = signal.Signals(guard.signum).name
         what = " and ".join(saved) if saved else "nothing (no --out or --checkpoint given)"
@@ -186,6 +196,19 @@ def _train(args) -> int:
         print(item.replace(" ", ": ", 1))
     print(f"step {run.global_step}  loss {run.loss:.4f}  status {run.status}")
     return 0
+
+
+def _worker_argv(argv: list[str]) -> list[str]:
+    """The command each torchrun worker runs: this one without --nproc-per-node, with strategy=ddp."""
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc-per-node":
+            skip = True
+        elif not item.startswith("--nproc-per-node="):
+            out.append(item)
+    return [*out, "--set", "strategy=ddp"]
 
 
 def check_serve(address: str, port: int, max_running: int) -> None:
@@ -254,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--log-every", dest="log_every", type=int)
     t.add_argument("--set", action="append", metavar="NAME=VALUE", help="any other run parameter (repeatable)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--nproc-per-node", dest="nproc_per_node", type=int, metavar="N",
+                   help="data-parallel (DDP) over N processes on this machine, launched by torchrun; --batch-size "
+                        "stays the global batch (see docs/run.md)")
     t.set_defaults(fn=_train)
     sub.add_parser("serve", add_help=False, help="serve the dashboard on 127.0.0.1: the labs, or your experiment.py "
                    "(workbench serve --help)")
@@ -275,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] == ["serve"]:
             return _serve(argv[1:])
         args = build_parser().parse_args(argv)
+        args.argv = argv
         return args.fn(args)
     except KeyboardInterrupt:
         print("workbench: interrupted before training started; nothing was saved.", file=sys.stderr)

@@ -10,7 +10,7 @@
 Design:
 * Declared parameters are the widget controls, the papermill parameters and the saved config.
   ``LOCKED_WHILE_TRAINING`` ones (optimizer, weight_decay, momentum, batch_size, seed, device,
-  autocast) cannot change while ``running``; the others (lr, schedule, max_steps, grad_clip, eval_every…)
+  autocast, grad_accum_steps, activation_checkpointing, compile, strategy) cannot change while ``running``; the others (lr, schedule, max_steps, grad_clip, eval_every…)
   apply from the next step, and the per-step ``lr`` in the history records what was used.
 * ``running`` is the one answer to "is it training?" (see :mod:`workbench.loop`); ``status`` is the
   outcome. Read-only state (``loss``, ``steps_per_sec``, ``last_logged_step``) is ``constant`` and
@@ -23,6 +23,9 @@ Design:
   in one process draw exactly what they would alone.
 * ``state_dict()``/``load_state_dict()`` hold the whole run (all or nothing); checkpoints are files of it.
 * Subclasses change what a step computes by overriding ``forward_backward`` (SAM, unlearning losses).
+* ``batch_size`` is the step's global batch: ``grad_accum_steps`` cuts it into micro-batches
+  (:mod:`workbench.accumulate`), ``strategy="ddp"`` shards it over processes (:mod:`workbench.distributed`);
+  the loss goes through ``run.forward_model`` (compiled / DDP-wrapped, :mod:`workbench.execution`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import devices, run_state
+from . import accumulate, devices, distributed, execution, run_state
 from .data.base import Dataset, to_device
 from .display import Displayable
 from .errors import ConfigError, DivergedError
@@ -82,6 +85,15 @@ class Run(Displayable, Loop):
     device = param.Selector(default="auto", objects=list(devices.DEVICES), check_on_set=False,
                             doc="'auto' (CUDA if present), 'cpu', 'cuda' or 'cuda:N'.")
     autocast = param.Selector(default="auto", objects=list(devices.AUTOCAST), doc="'auto' = bf16 on CUDA, off on CPU.")
+    grad_accum_steps = param.Integer(default=1, bounds=(1, None),
+                                     doc="Micro-batches per optimizer step (batch_size is the whole step's batch; "
+                                         "the gradient is the same as one batch of batch_size).")
+    activation_checkpointing = param.Boolean(default=False, doc="Recompute activations in backward (HF models): less "
+                                                                "memory, ~30% more compute.")
+    compile = param.Boolean(default=False, doc="Run the model through torch.compile (first steps compile; slow start).")
+    strategy = param.Selector(default="single", objects=list(distributed.STRATEGIES),
+                              doc="'single' (one process) or 'ddp' (data parallel; launch with workbench train "
+                                  "--nproc-per-node N). batch_size stays the global batch.")
     # --- logging --------------------------------------------------------------------------------
     log_every = param.Integer(default=10, bounds=(1, None), doc="Publish status (and tqdm) every this many steps.")
     eval_every = param.Integer(default=50, bounds=(0, None), doc="Evaluate held-out splits every this many steps (0 = off).")
@@ -95,13 +107,18 @@ class Run(Displayable, Loop):
     STATE_PARAMS = ("status", "running", "loss", "steps_per_sec", "last_logged_step", "message", "name")
     #: declared parameters that cannot change while ``running`` (setting one raises ConfigError "stop() first");
     #: a view disables their controls while training. While stopped, a change takes effect at the next step.
-    LOCKED_WHILE_TRAINING = ("optimizer", "weight_decay", "momentum", "batch_size", "seed", "device", "autocast")
+    LOCKED_WHILE_TRAINING = ("optimizer", "weight_decay", "momentum", "batch_size", "seed", "device", "autocast",
+                             "grad_accum_steps", "activation_checkpointing", "compile", "strategy")
     LOCK_REASONS = {"optimizer": "the optimizer and its state were built with it",
                      "weight_decay": "the optimizer was built with it", "momentum": "the optimizer was built with it",
                      "batch_size": "every batch of this loop is drawn with it", "device": "the model and optimizer live there",
-                     "seed": "it fixes the data order and the run's random stream", "autocast": "the loop runs under it"}
+                     "seed": "it fixes the data order and the run's random stream", "autocast": "the loop runs under it",
+                     "grad_accum_steps": "every step of this loop is cut into that many micro-batches",
+                     "activation_checkpointing": "the model's forward pass is set up with it",
+                     "compile": "the loop runs the compiled (or plain) model",
+                     "strategy": "the processes and the model's wrapping are set up for it"}
     #: declared parameters that ``load_state_dict`` keeps from this run (where it runs, not what it is)
-    NOT_RESTORED = ("device",)
+    NOT_RESTORED = ("device", "strategy")
 
     def __init__(self, model: nn.Module | str, data: Dataset | str, evals: dict | None = None,
                  probes: tuple[Probe, ...] | list[Probe] = (), reference: Snapshot | None = None,
@@ -120,6 +137,10 @@ class Run(Displayable, Loop):
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, a preset name or a model directory, got {type(model).__name__}.")
         run_state.check_positions(model, self.data)
+        execution.check_checkpointing(model, self.activation_checkpointing)
+        execution.check_compile(self.compile)
+        accumulate.check(self.batch_size, self.grad_accum_steps)
+        self._check_strategy()
         self.model: nn.Module = model
         self.history = History()
         self.callbacks = Callbacks()
@@ -135,6 +156,7 @@ class Run(Displayable, Loop):
         self._optim: torch.optim.Optimizer | None = None
         self._device: torch.device | None = None
         self._amp_dtype = None
+        self._forward: nn.Module | None = None  # what a step runs forward through (execution.training_module)
         self._lock = threading.RLock()
         self._window = (time.perf_counter(), 0)
         evals = dict(evals or {})
@@ -161,6 +183,12 @@ class Run(Displayable, Loop):
         """The autocast context this run trains under (``run.autocast`` is the declared mode)."""
         dev = self.torch_device
         return devices.autocast_context(dev, devices.autocast_dtype(self.autocast, dev))
+
+    @property
+    def forward_model(self) -> nn.Module:
+        """The module a training step computes the loss through: ``model`` itself, or it compiled / DDP-wrapped
+        (:mod:`workbench.execution`; the wrappers share ``model``'s parameters)."""
+        return self._forward or self.model
 
     @property
     def torch_optimizer(self) -> torch.optim.Optimizer | None:
@@ -214,7 +242,12 @@ class Run(Displayable, Loop):
     @param.depends("device", "autocast", watch=True)
     def _hardware_changed(self):
         if self._device is not None:
-            self._place(devices.resolve_device(self.device))
+            self._place(self._resolve_device())
+        self._forward = None
+
+    @param.depends("activation_checkpointing", "compile", "strategy", watch=True)
+    def _execution_changed(self):
+        self._forward = None  # rebuilt at the next step (execution.training_module)
 
     @param.depends("eval_every", "eval_batches", watch=True)
     def _eval_settings_changed(self):
@@ -249,11 +282,16 @@ class Run(Displayable, Loop):
         """
         with self._lock:
             if self._device is None:
-                self._place(devices.resolve_device(self.device))
+                self._place(self._resolve_device())
             if self.reference is None:
                 self.reference = Snapshot.from_model(self.model)
             if self._optim is None:
                 self._optim = self.build_torch_optimizer()
+            self._check_strategy()
+            accumulate.check(self.batch_size, self.grad_accum_steps, self._world_size())
+            if self._forward is None:
+                self._forward = execution.training_module(self.model, self._device, self.activation_checkpointing,
+                                                          self.compile, ddp=self.strategy == "ddp")
         return self
 
     def build_torch_optimizer(self, **settings) -> torch.optim.Optimizer:
@@ -265,10 +303,25 @@ class Run(Displayable, Loop):
         s = {k: settings.get(k, getattr(self, k)) for k in ("optimizer", "lr", "weight_decay", "momentum")}
         return build_optimizer(s["optimizer"], self.model.parameters(), s["lr"], s["weight_decay"], s["momentum"])
 
+    def _check_strategy(self) -> None:
+        if self.strategy == "single":
+            return
+        distributed.check_launched()
+        if type(self).forward_backward is not Run.forward_backward:
+            raise ConfigError(f"strategy={self.strategy!r} is not available for {type(self).__name__} yet: its step "
+                              "computes its own losses outside the data-parallel model. Use strategy='single'.")
+
+    def _resolve_device(self) -> torch.device:
+        device = devices.resolve_device(self.device)
+        return distributed.init(device) if self.strategy == "ddp" else device
+
+    def _world_size(self) -> int:
+        return distributed.world_size() if self.strategy == "ddp" else 1
+
     # ------------------------------------------------------------------ one step
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of the model on ``batch`` (the dataset's task loss); override for other objectives."""
-        return self.data.loss(self.model, batch)
+        return self.data.loss(self.forward_model, batch)
 
     def forward_backward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         """Forward, divergence check, backward; leaves gradients in ``.grad``. Override for SAM etc.
@@ -284,7 +337,10 @@ class Run(Displayable, Loop):
         return loss.detach(), metrics
 
     def _batch(self, i: int) -> dict:
-        return to_device(self.data.train.batch_at(i, self.batch_size, self.seed), self._device)
+        batch = self.data.train.batch_at(i, self.batch_size, self.seed)  # the global batch i, a function of (seed, i)
+        if self.strategy == "ddp":
+            batch = distributed.shard(batch)  # this rank's rows r::world
+        return to_device(batch, self._device)
 
     def _step_once(self) -> dict:
         t, t0 = self._step, time.perf_counter()
@@ -297,7 +353,10 @@ class Run(Displayable, Loop):
         self.callbacks.trigger("before_step", self, batch=batch)
         opt.zero_grad(set_to_none=True)
         with self.rng.active(self._device):
-            loss, metrics = self.forward_backward(batch)
+            loss, metrics = accumulate.forward_backward(self, batch, self.grad_accum_steps,
+                                                        execution.no_sync(self.forward_model))
+        if self.strategy == "ddp":
+            loss, metrics = distributed.mean_across_ranks(loss, metrics)
         self.callbacks.trigger("after_backward", self)
         params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
         max_norm = self.grad_clip if self.grad_clip > 0 else math.inf
@@ -411,7 +470,7 @@ class Run(Displayable, Loop):
             raise ConfigError("Cannot load a state while the run is training; stop() it first.")
         with self._lock:
             if self._device is None:
-                self._place(devices.resolve_device(self.device))
+                self._place(self._resolve_device())
             new = run_state.stage(self, state)
             # --- everything is valid: apply (nothing below can fail on a checked state)
             self.model.load_state_dict(state["model"])
