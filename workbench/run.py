@@ -91,7 +91,8 @@ class Run(Displayable, Loop):
     activation_checkpointing = param.Boolean(default=False, doc="Recompute activations in backward (HF models): less "
                                                                 "memory, ~30% more compute.")
     compile = param.Boolean(default=False, doc="Run the model through torch.compile (first steps compile; slow start).")
-    strategy = param.Selector(default="single", objects=list(distributed.STRATEGIES),
+    # precedence -1: no widget control (a notebook or dashboard cannot launch processes; the CLI does)
+    strategy = param.Selector(default="single", objects=list(distributed.STRATEGIES), precedence=-1,
                               doc="'single' (one process) or 'ddp' (data parallel; launch with workbench train "
                                   "--nproc-per-node N). batch_size stays the global batch.")
     # --- logging --------------------------------------------------------------------------------
