@@ -180,7 +180,7 @@ def test_run_with_probes_streams_every_probe_panel_without_warnings(probe_lab, c
             names = ["loss", "distance_from_init", "delta_rel_norm", "intruders"]
             page.wait_for_function(f"() => {{ const c = ({DRAWN})({names}); return c.loss >= 4 && "
                                    f"c.distance_from_init >= 2 && c.intruders >= 2 && c.delta_rel_norm >= 2; }}",
-                                   timeout=420_000, polling=1000)
+                                   timeout=180_000, polling=1000)  # 3 min: the loss streams within ~1 min
             counts = page.evaluate(f"({DRAWN})({names})")
             page.get_by_role("button", name="Stop", exact=True).click()
             page.wait_for_timeout(2000)  # a few more polls after the run stopped
