@@ -320,7 +320,7 @@ BROKEN = {
     "syntax": ("def experiment(:\n    pass\n", "line 1 does not parse (SyntaxError"),
     "not a stage": ("def experiment():\n    return open\n", "is not a stage the dashboard can show"),
     "path in message": ("def experiment():\n    open('/definitely/not/here/secret.txt')\n",
-                        "FileNotFoundError: [Errno 2] No such file or directory: 'secret.txt'"),
+                        "No such file or directory ('secret.txt')"),  # the shared error path's words, no server path
 }
 
 
