@@ -170,9 +170,9 @@ def test_run_slots_cap_concurrent_trainings(dataset):
     try:
         views[0].start_button.clicks += 1
         assert runs[0].running
-        views[1].start_button.clicks += 1
-        assert not runs[1].running
-        assert views[1].alert.visible and "max_running=1" in views[1].alert.object
+        views[1].start_button.clicks += 1  # refused by the slot callback before its first step
+        assert wait_for(lambda: not runs[1].running and views[1].alert.visible, view=views[1])
+        assert "max_running=1" in views[1].alert.object and runs[1].global_step == 0
         views[1].step_button.clicks += 1  # stepping is still allowed
         assert runs[1].global_step == 1
         views[0].stop_button.clicks += 1

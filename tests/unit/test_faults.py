@@ -80,14 +80,15 @@ def test_signal_stops_a_cli_run_and_saves_record_and_checkpoint(tmp_path, signum
            "--out", str(out), "--checkpoint", str(ckpt)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
     seen: list[str] = []
-    threading.Thread(target=_watch, args=(proc.stderr, seen), daemon=True).start()
+    watcher = threading.Thread(target=_watch, args=(proc.stderr, seen), daemon=True)
+    watcher.start()
     deadline = time.time() + 300
     while not re.search(r"\b[1-9]\d*/100000", "".join(seen)):  # tqdm shows at least one finished step
         assert proc.poll() is None and time.time() < deadline, "".join(seen)[-2000:]
         time.sleep(0.2)
     proc.send_signal(signum)
-    stdout, _ = proc.communicate(timeout=300)
-    time.sleep(0.2)
+    proc.wait(timeout=300)
+    watcher.join(timeout=60)  # every byte of stderr read (the process has exited: EOF ends the watcher)
     err = "".join(seen)
     assert proc.returncode == code, err[-2000:]
     assert "Traceback" not in err
