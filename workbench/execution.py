@@ -95,6 +95,7 @@ class _Compiled(nn.Module):
     def __init__(self, module: nn.Module):
         super().__init__()
         self.compiled = torch.compile(module)
+        object.__setattr__(self, "uncompiled", module)  # a plain reference (not a second registered submodule)
 
     def forward(self, *args, **kwargs):
         try:
@@ -122,6 +123,5 @@ def training_module(model: nn.Module, device: torch.device, activation_checkpoin
 
 def no_sync(module: nn.Module):
     """DDP's ``no_sync`` context factory for ``module`` (None when it is not DDP-wrapped)."""
-    inner = module.compiled if isinstance(module, _Compiled) else module
-    inner = getattr(inner, "_orig_mod", inner)
+    inner = module.uncompiled if isinstance(module, _Compiled) else module
     return inner.no_sync if hasattr(inner, "no_sync") else None

@@ -50,11 +50,13 @@ from .history import History
 from .loop import STATUSES, Loop  # noqa: F401  (STATUSES: re-exported)
 from .optim import OPTIMIZERS, SCHEDULES, build_optimizer, lr_factor
 from .probes import EvalLoss, Probe, create as create_probe
-from .record import annotate, new_run_id, save as save_record_file
+from .record import new_run_id
 from .rng import RunRNG
+from .run_files import RunFiles
 from .snapshot import Snapshot
 
-class Run(Displayable, Loop):
+
+class Run(RunFiles, Displayable, Loop):
     """A training run over ``model`` and ``data``.
 
     Parameters
@@ -487,52 +489,7 @@ class Run(Displayable, Loop):
                 self.param.update(status="stopped" if status == "running" else status, last_logged_step=self._step,
                                   loss=self.history.latest("loss"), message="")
 
-    # ------------------------------------------------------------------ records & checkpoints
-    def describe_model(self) -> dict:
-        origin = dict(getattr(self.model, "workbench_origin", {}) or {})
-        n_params = sum(p.numel() for p in self.model.parameters())
-        n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        return {**origin, "class": type(self.model).__name__, "parameters": n_params, "trainable": n_train}
-
-    @property
-    def record(self) -> xr_Dataset:
-        """The run's labelled ``xarray.Dataset`` with its config, model, data and lineage attached."""
-        ds = self.history.to_dataset()
-        return annotate(ds, run_id=self.run_id, parent=self.parent, stage=type(self).__name__, label=self.label,
-                        config=self.config(), model=self.describe_model(), data=self.data.describe(),
-                        seed=self.seed, status=self.status, global_step=self._step)
-
-    def save_record(self, path) -> str:
-        """Write the record atomically (``.nc`` or ``.zarr``) and return the path."""
-        return str(save_record_file(self.record, path))
-
-    def save_checkpoint(self, path) -> str:
-        """Save everything needed to resume bit-identically (see :mod:`workbench.checkpoint`)."""
-        from .checkpoint import save_checkpoint
-
-        return save_checkpoint(self, path)
-
-    def load_checkpoint(self, path, allow_data_change: bool = False) -> "Run":
-        """Restore this run from ``path`` (same model architecture, same data unless ``allow_data_change``); all or nothing."""
-        from .checkpoint import load_checkpoint
-
-        load_checkpoint(self, path, allow_data_change=allow_data_change)
-        return self
-
-    @classmethod
-    def resume(cls, path, model: nn.Module | str | None = None, data: Dataset | str | None = None,
-               allow_data_change: bool = False, **params) -> "Run":
-        """A run rebuilt from a checkpoint; model and data are rebuilt from their descriptions when not given.
-
-        Refuses data that changed since the checkpoint was saved unless ``allow_data_change=True``.
-        """
-        from .checkpoint import resume
-
-        return resume(cls, path, model=model, data=data, allow_data_change=allow_data_change, **params)
-
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(label={self.label!r}, step={self._step}, status={self.status!r}, "
                 f"model={type(self.model).__name__}, data={self.data.name!r})")
 
-
-from xarray import Dataset as xr_Dataset  # noqa: E402  (annotation only)

@@ -1,0 +1,65 @@
+"""What a run writes and reads back: its record (a labelled ``xarray.Dataset``) and its checkpoints.
+
+:class:`RunFiles` is mixed into :class:`workbench.run.Run`; it only uses the run's public surface
+(``history``, ``config()``, ``state_dict()`` through :mod:`workbench.checkpoint`, ``global_step``), so the
+stage module stays about training.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from torch import nn
+from xarray import Dataset as xr_Dataset
+
+from .data.base import Dataset
+from .record import annotate, save as save_record_file
+
+if TYPE_CHECKING:
+    from .run import Run
+
+
+class RunFiles:
+    """Records and checkpoints of a run (see :mod:`workbench.record`, :mod:`workbench.checkpoint`)."""
+
+    def describe_model(self) -> dict:
+        origin = dict(getattr(self.model, "workbench_origin", {}) or {})
+        n_params = sum(p.numel() for p in self.model.parameters())
+        n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        return {**origin, "class": type(self.model).__name__, "parameters": n_params, "trainable": n_train}
+
+    @property
+    def record(self) -> xr_Dataset:
+        """The run's labelled ``xarray.Dataset`` with its config, model, data and lineage attached."""
+        ds = self.history.to_dataset()
+        return annotate(ds, run_id=self.run_id, parent=self.parent, stage=type(self).__name__, label=self.label,
+                        config=self.config(), model=self.describe_model(), data=self.data.describe(),
+                        seed=self.seed, status=self.status, global_step=self.global_step)
+
+    def save_record(self, path) -> str:
+        """Write the record atomically (``.nc`` or ``.zarr``) and return the path."""
+        return str(save_record_file(self.record, path))
+
+    def save_checkpoint(self, path) -> str:
+        """Save everything needed to resume bit-identically (see :mod:`workbench.checkpoint`)."""
+        from .checkpoint import save_checkpoint
+
+        return save_checkpoint(self, path)
+
+    def load_checkpoint(self, path, allow_data_change: bool = False) -> "Run":
+        """Restore this run from ``path`` (same model architecture, same data unless ``allow_data_change``); all or nothing."""
+        from .checkpoint import load_checkpoint
+
+        load_checkpoint(self, path, allow_data_change=allow_data_change)
+        return self
+
+    @classmethod
+    def resume(cls, path, model: nn.Module | str | None = None, data: Dataset | str | None = None,
+               allow_data_change: bool = False, **params) -> "Run":
+        """A run rebuilt from a checkpoint; model and data are rebuilt from their descriptions when not given.
+
+        Refuses data that changed since the checkpoint was saved unless ``allow_data_change=True``.
+        """
+        from .checkpoint import resume
+
+        return resume(cls, path, model=model, data=data, allow_data_change=allow_data_change, **params)
