@@ -215,6 +215,15 @@ def _fsync_tree(root: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- files
+def _abandon(tmp: Path, exc: BaseException, target: Path, what: str) -> None:
+    """A save failed: remove its temporary, and turn an OS error (disk full, read-only …) into a SaveError
+    naming the real target. Otherwise the caller re-raises ``exc`` as it is."""
+    _remove(tmp)
+    cause = _os_error_in(exc)
+    if cause is not None:
+        raise _save_error(cause, target, what) from None
+
+
 def write_file(path, write: Callable, what: str = "file", owns: Callable[[Path], bool] | None = None) -> Path:
     """Atomically replace the file ``path`` with what ``write(f)`` writes to a binary file object.
 
@@ -239,10 +248,7 @@ def write_file(path, write: Callable, what: str = "file", owns: Callable[[Path],
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     except BaseException as exc:
-        _remove(tmp)
-        cause = _os_error_in(exc)
-        if cause is not None:
-            raise _save_error(cause, target, what) from None
+        _abandon(tmp, exc, target, what)
         raise
     return target
 
@@ -304,10 +310,7 @@ def write_dir(path, write: Callable[[Path], None], what: str, owns: Callable[[Pa
             tmp = aside
         _fsync_dir(target.parent)
     except BaseException as exc:
-        _remove(tmp)
-        cause = _os_error_in(exc)
-        if cause is not None:
-            raise _save_error(cause, target, what) from None
+        _abandon(tmp, exc, target, what)
         raise
     _remove(tmp)
     return target
