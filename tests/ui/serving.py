@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-
 import contextlib
+import os
+import shutil
+import socket
 import subprocess
 import time
 import urllib.request
@@ -39,3 +41,25 @@ def served(cmd: list[str], probe_url: str, log_path, cwd, env: dict, timeout: fl
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def browser_or_skip() -> str:
+    exe = shutil.which("chromium")
+    reason = None
+    if exe is None:
+        reason = "Debian's chromium is not installed (run `make browser` or `apt-get install -y chromium`)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            reason = "the playwright Python package is not installed (pip install playwright)"
+    if reason:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true: browser tests must run, but {reason}.")
+        pytest.skip(reason)
+    return exe

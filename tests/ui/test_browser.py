@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 
-from serving import served  # tests/ui is on sys.path (rootdir-relative test modules)
+from serving import browser_or_skip, free_port, served  # tests/ui is on sys.path (rootdir-relative test modules)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -50,33 +48,10 @@ READ_STATE = """() => {
 }"""
 
 
-def _browser_or_skip() -> str:
-    exe = shutil.which("chromium")
-    reason = None
-    if exe is None:
-        reason = "Debian's chromium is not installed (run `make browser` or `apt-get install -y chromium`)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            reason = "the playwright Python package is not installed (pip install playwright)"
-    if reason:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true: browser tests must run, but {reason}.")
-        pytest.skip(reason)
-    return exe
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def dashboard(tmp_path):
     """The dashboard served on a free port; yields its URL, stops the server afterwards."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1", WORKBENCH_TORCH_THREADS="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
                TOKENIZERS_PARALLELISM="false")
     url = f"http://127.0.0.1:{port}/"
@@ -87,7 +62,7 @@ def dashboard(tmp_path):
 
 
 def test_dashboard_step_start_stop_in_chromium(dashboard, tmp_path):
-    exe = _browser_or_skip()
+    exe = browser_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:

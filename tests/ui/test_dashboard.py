@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
-import socket
 import stat
 import sys
 import time
@@ -21,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from serving import served  # tests/ui is on sys.path (rootdir-relative test modules)
+from serving import browser_or_skip, free_port, served  # tests/ui is on sys.path (rootdir-relative test modules)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -53,31 +51,8 @@ READ = """() => {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _browser_or_skip() -> str:
-    exe = shutil.which("chromium")
-    reason = None
-    if exe is None:
-        reason = "Debian's chromium is not installed (run `make browser` or `apt-get install -y chromium`)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            reason = "the playwright Python package is not installed (pip install playwright)"
-    if reason:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true: browser tests must run, but {reason}.")
-        pytest.skip(reason)
-    return exe
-
-
 def _serve(tmp: Path, *extra: str, port: int | None = None):
-    port = port or _free_port()
+    port = port or free_port()
     cmd = [sys.executable, "-m", "widgets.serve", *extra, "--port", str(port), "--results-dir", str(tmp / "results"),
            *TINY]
     return port, served(cmd, f"http://127.0.0.1:{port}/", tmp / "server.log", cwd=ROOT, env=ENV, timeout=120,
@@ -95,7 +70,7 @@ def labs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    exe = _browser_or_skip()
+    exe = browser_or_skip()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -21,7 +21,8 @@ import pytest
 
 from serving import served  # tests/ui is on sys.path (rootdir-relative test modules)
 
-from test_browser import CHROMIUM_ARGS, _browser_or_skip, _free_port
+from serving import browser_or_skip, free_port
+from test_browser import CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -53,7 +54,7 @@ MONITOR_STATE = """() => {
 
 @pytest.fixture
 def chromium() -> str:
-    return _browser_or_skip()  # before starting JupyterLab: skip (or fail under CI=true) without a browser
+    return browser_or_skip()  # before starting JupyterLab: skip (or fail under CI=true) without a browser
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def lab(tmp_path, chromium):
     pm.execute_notebook(str(ROOT / "notebooks" / "00_tour.ipynb"), str(nb), prepare_only=True, kernel_name="workbench",
                         parameters=dict(interactive=True, steps=400, n_docs=60, batch_size=4,
                                         results_path=str(tmp_path / "tour.nc")))
-    port, token = _free_port(), "workbench-test"
+    port, token = free_port(), "workbench-test"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--allow-root",
@@ -143,7 +144,7 @@ def probe_lab(tmp_path, chromium):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in PROBE_CELLS])
     nb.metadata["kernelspec"] = {"name": "workbench", "display_name": "workbench", "language": "python"}
     nbformat.write(nb, tmp_path / "probes.ipynb")
-    port, token = _free_port(), "workbench-test"
+    port, token = free_port(), "workbench-test"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--allow-root",
