@@ -254,8 +254,27 @@ class DashboardSession:
         log.info("Session %s closed: its trainings were stopped.", self.files.session_id)
 
 
+def _serve_stylesheets_locally() -> None:
+    """Tell this session's document, before any model is built, that Panel's CSS is served by this server.
+
+    Panel points each stylesheet at the CDN until the page is rendered, then rewrites it to the server's
+    ``static/`` path (``server_html_page_for_session``). Its stylesheet objects are shared between sessions,
+    so while a second visitor's page was being built, models added to the first page (a lazily built tab)
+    went out pointing at cdn.holoviz.org: unreachable on an offline machine (the browser logged failed
+    requests). With the served path set from the start, no session ever points anywhere but here.
+    """
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        return
+    from panel.io.resources import LOCAL_DIST
+
+    rel = pn.state.rel_path
+    doc.template_variables.setdefault("dist_url", f"{rel}/{LOCAL_DIST}" if rel else LOCAL_DIST)
+
+
 def create_app(config: DashboardConfig = CONFIG, slots: RunSlots | None = None, experiment=None) -> pn.viewable.Viewable:
     """Build one session's page; inside a server session, closing the page ends its trainings at once."""
+    _serve_stylesheets_locally()
     session = DashboardSession(config, slots, experiment)
     if session.doc is not None:
         from widgets.dashboard.security import on_connection_lost
@@ -267,6 +286,7 @@ def create_app(config: DashboardConfig = CONFIG, slots: RunSlots | None = None, 
 
 def session_view(stage, config: DashboardConfig = CONFIG, slots: RunSlots | None = None) -> pn.viewable.Viewable:
     """One stage as a served session shows it (capped, sandboxed); ``.monitor`` is its view (tests, benchmarks)."""
+    _serve_stylesheets_locally()
     slots = slots or SLOTS
     slots.guard(stage)
     files = SessionFiles(config.results_dir)
