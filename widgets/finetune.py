@@ -111,7 +111,7 @@ class CompareRuns(Poller, pn.viewable.Viewer):
         #: run × matrix intruder counts at the last measurement (what the heatmap draws).
         self.matrix_data = pd.DataFrame({"run": [], "matrix": [], "intruders": []})
         self.heat_pipe = Pipe(data=None)
-        self.heat_slot = pn.Column(pn.pane.Markdown("*intruders per matrix: waiting for the first measurement…*"),
+        self.heat_slot = pn.Column(Markdown("*intruders per matrix: waiting for the first measurement…*"),
                                    sizing_mode="stretch_width")
         self.table = pn.pane.DataFrame(pd.DataFrame(), sizing_mode="stretch_width")
         self.message = Markdown("")

@@ -1,7 +1,10 @@
 """Per-matrix arrays over steps: the one matrix × step heatmap and the one spectrum snapshot view.
 
-* :class:`MatrixHeatmap` — an array logged with dims ``(matrix,)`` (or any one dim) at each measured
+* :class:`MatrixHeatmap` — arrays logged with dims ``(matrix,)`` (or any one dim) at each measured
   step, as a heatmap matrix × step, plus a matrix picker that draws that one matrix's curve over steps.
+  One heatmap holds every such array of a probe, with a quantity picker: a spectra probe logs a dozen
+  per-matrix quantities, and a dozen stacked heatmaps (two figures each) made an unreadable page that a
+  browser on a busy machine took minutes to re-render.
 * :class:`SpectrumSnapshot` — an array with dims ``(matrix, index)`` (singular values, …) at each
   measured step: the chosen matrix at the chosen step (a step slider; it follows the latest step while
   left at the end), with the first measurement — W0's spectrum when the probe measured at step 0 —
@@ -27,6 +30,8 @@ import panel as pn
 import param
 from holoviews.streams import Pipe
 
+from .resources import Markdown
+
 
 def short_name(matrix: str) -> str:
     """``transformer.h.3.attn.c_attn.weight`` → ``h.3.attn.c_attn`` (axis labels stay readable)."""
@@ -45,10 +50,11 @@ class _Snapshots(pn.viewable.Viewer):
         self.var = name
         self.entries: dict[int, object] = {}
         self._dirty = False
-        self.placeholder = pn.pane.Markdown(f"*{self.title or name}: waiting for the first measurement…*")
+        self.placeholder = Markdown(f"*{self.title or name}: waiting for the first measurement…*")
         self.layout = pn.Column(self.placeholder, sizing_mode="stretch_width")
 
-    def add(self, step: int, da) -> None:
+    def add(self, step: int, da, name: str | None = None) -> None:
+        """Keep measurement ``da`` of step ``step`` (``name``: which quantity, for views that hold several)."""
         self.entries[int(step)] = da
         for old in sorted(self.entries)[: max(0, len(self.entries) - self.max_steps)]:
             del self.entries[old]
@@ -74,27 +80,72 @@ class _Snapshots(pn.viewable.Viewer):
 
 
 class MatrixHeatmap(_Snapshots):
-    """Matrix × step heatmap of one per-matrix array, and one matrix's curve (picker)."""
+    """Matrix × step heatmap of per-matrix arrays (a quantity picker when there are several), and one
+    matrix's curve (a matrix picker)."""
 
     cmap = param.String(default="viridis")
+    quantity = param.Selector(default=None, objects=[], allow_None=True, doc="The per-matrix quantity shown.")
     matrix = param.Selector(default=None, objects=[], allow_None=True, doc="The matrix whose curve is drawn.")
 
     def __init__(self, name: str, **params):
         super().__init__(name, **params)
+        self.by_quantity: dict[str, dict[int, object]] = {}
         self.heat_pipe = Pipe(data=None)
         self.curve_pipe = Pipe(data=None)
+        self.quantity_select = None
+        self.add_quantity(name)
         self.param.watch(lambda *_: self._send_curve(), ["matrix"])
+        self.param.watch(self._on_quantity, ["quantity"])
 
-    def frame(self) -> pd.DataFrame:
-        """The long table (step, matrix, value) the heatmap draws (matrix names shortened)."""
+    @property
+    def quantities(self) -> list[str]:
+        return list(self.by_quantity)
+
+    def add_quantity(self, name: str) -> None:
+        """Hold one more per-matrix quantity (the first one added is shown until another is picked)."""
+        if name in self.by_quantity:
+            return
+        self.by_quantity[name] = {} if self.by_quantity else self.entries
+        self.param.quantity.objects = self.quantities
+        if self.quantity is None:
+            self.quantity = name
+        if self.quantity_select is not None:
+            self.quantity_select.visible = len(self.by_quantity) > 1
+
+    def add(self, step: int, da, name: str | None = None) -> None:
+        name = name or self.var
+        self.add_quantity(name)
+        entries = self.by_quantity[name]
+        entries[int(step)] = da
+        for old in sorted(entries)[: max(0, len(entries) - self.max_steps)]:
+            del entries[old]
+        self._dirty = self._dirty or name == self.var
+
+    def clear(self) -> None:
+        for entries in self.by_quantity.values():
+            entries.clear()
+        self._dirty = True
+
+    def _on_quantity(self, event) -> None:
+        if event.new is None or event.new not in self.by_quantity:
+            return
+        self.var, self.entries = event.new, self.by_quantity[event.new]
+        self._dirty = True
+        if self.layout.objects and self.layout.objects[0] is not self.placeholder:
+            self.flush()  # the plots are on the page: show the picked quantity now
+
+    def frame(self, quantity: str | None = None) -> pd.DataFrame:
+        """The long table (step, matrix, value) the heatmap draws (matrix names shortened); ``quantity``:
+        another held quantity than the one shown."""
+        var = quantity or self.var
         parts = []
-        for step, da in sorted(self.entries.items()):
+        for step, da in sorted(self.by_quantity.get(var, {}).items()):
             dim = da.dims[0]
             parts.append(pd.DataFrame({"step": step, "matrix": [short_name(m) for m in da[dim].values],
-                                       self.var: np.asarray(da.values, dtype="float64")}))
+                                       var: np.asarray(da.values, dtype="float64")}))
         if not parts:
             return pd.DataFrame({"step": np.array([], "int64"), "matrix": np.array([], object),
-                                 self.var: np.array([], "float64")})
+                                 var: np.array([], "float64")})
         return pd.concat(parts, ignore_index=True)
 
     def curve_frame(self) -> pd.DataFrame:
@@ -117,17 +168,30 @@ class MatrixHeatmap(_Snapshots):
             self.curve_pipe.send(self.curve_frame())
 
     def _plots(self):
-        label = self.title or self.var.replace("_", " ")
-        heat = hv.DynamicMap(lambda data: hv.HeatMap(data, ["step", "matrix"], self.var), streams=[self.heat_pipe]).opts(
+        def value_of(data) -> str:  # the quantity in this frame (the picker may have changed it)
+            return next((c for c in data.columns if c not in ("step", "matrix")), self.var)
+
+        def heat(data):
+            var = value_of(data)
+            return hv.HeatMap(data, ["step", "matrix"], var).opts(title=self.title or var.replace("_", " "))
+
+        def curve(data):
+            var = value_of(data)
+            return (hv.Curve(data, "step", var) * hv.Scatter(data, "step", var)).opts(
+                title=f"{self.title or var.replace('_', ' ')}: one matrix")
+
+        heat_map = hv.DynamicMap(heat, streams=[self.heat_pipe]).opts(
             hv.opts.HeatMap(cmap=self.cmap, colorbar=True, tools=["hover"], responsive=True, height=self.height,
-                            framewise=True, title=label, xlabel="step", fontsize={"yticks": 7}))
-        curve = hv.DynamicMap(lambda data: hv.Curve(data, "step", self.var) * hv.Scatter(data, "step", self.var),
-                              streams=[self.curve_pipe]).opts(
+                            framewise=True, xlabel="step", fontsize={"yticks": 7}))
+        curves = hv.DynamicMap(curve, streams=[self.curve_pipe]).opts(
             hv.opts.Curve(framewise=True, responsive=True, height=220, tools=["hover"], show_grid=True),
-            hv.opts.Scatter(framewise=True, size=5), hv.opts.Overlay(title=f"{label}: one matrix"))
+            hv.opts.Scatter(framewise=True, size=5))
+        self.quantity_select = pn.widgets.Select.from_param(self.param.quantity, label="quantity",
+                                                           visible=len(self.by_quantity) > 1, sizing_mode="stretch_width")
         picker = pn.widgets.Select.from_param(self.param.matrix, label="matrix", sizing_mode="stretch_width")
-        return [pn.pane.HoloViews(heat, sizing_mode="stretch_width", height=self.height, linked_axes=False),
-                picker, pn.pane.HoloViews(curve, sizing_mode="stretch_width", height=220, linked_axes=False)]
+        return [self.quantity_select,
+                pn.pane.HoloViews(heat_map, sizing_mode="stretch_width", height=self.height, linked_axes=False),
+                picker, pn.pane.HoloViews(curves, sizing_mode="stretch_width", height=220, linked_axes=False)]
 
 
 FIRST, SHOWN = "first measured step (W0 at step 0)", "chosen step"
@@ -144,7 +208,7 @@ class SpectrumSnapshot(_Snapshots):
         super().__init__(name, **params)
         self.pipe = Pipe(data=None)
         self.slider = pn.widgets.IntSlider(label="measurement", start=0, end=1, value=0, sizing_mode="stretch_width")
-        self.step_text = pn.pane.Markdown("", margin=(0, 10))
+        self.step_text = Markdown("", margin=(0, 10))
         self.slider.param.watch(self._on_slider, "value")
         self.param.watch(lambda *_: self._send_curves(), ["matrix", "position"])
 

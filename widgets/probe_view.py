@@ -2,8 +2,8 @@
 
 * scalar columns → :class:`~widgets.series.TimeSeries`, several per plot where they share units
   (:func:`unit_of`: ``*_loss``, ``*_accuracy``, ``*_prob``, alignments, relative quantities);
-* ``step × matrix`` arrays → :class:`~widgets.heatmap.MatrixHeatmap` (with a matrix picker for one
-  matrix's curve);
+* ``step × matrix`` arrays → one :class:`~widgets.heatmap.MatrixHeatmap` per view (a quantity picker
+  when the probe logs several, a matrix picker for one matrix's curve);
 * ``step × matrix × index`` arrays → :class:`~widgets.heatmap.SpectrumSnapshot` (with a step slider).
 
 A :class:`ProbeView` learns its names as they appear in the run's history (columns and arrays that
@@ -29,7 +29,7 @@ from workbench.probes import Probe
 
 from .heatmap import MatrixHeatmap, SpectrumSnapshot
 from .registry import register_view
-from .resources import Alert, load_notebook_extension
+from .resources import Alert, Markdown, load_notebook_extension
 from .series import TimeSeries
 from .streaming import Feed, Poller, error_text
 
@@ -80,9 +80,9 @@ class ProbeView(Poller, pn.viewable.Viewer):
         self.arrays: dict[str, MatrixHeatmap | SpectrumSnapshot] = {}
         self.extra_parts = list(parts or [])  # richer views' own plots: add_rows(rows), flush(), clear()
         self.alert = Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
-        self.placeholder = pn.pane.Markdown("*No measurement yet: plots appear as the probe logs.*")
+        self.placeholder = Markdown("*No measurement yet: plots appear as the probe logs.*")
         self.plots = pn.Column(self.placeholder, sizing_mode="stretch_width")
-        header = [pn.pane.Markdown(f"#### {self.title}")] if self.title else []
+        header = [Markdown(f"#### {self.title}")] if self.title else []
         self._layout = pn.Column(*header, self.alert, self.plots, *self.extra_parts, sizing_mode="stretch_width")
         self._rows: list[dict] = []
         if poll:
@@ -116,7 +116,7 @@ class ProbeView(Poller, pn.viewable.Viewer):
             for step, da in items:
                 part = self.arrays.get(name) or self._array_for(name, da)
                 if part is not None:
-                    part.add(step, da)
+                    part.add(step, da, name)
             n += len(items)
         return n
 
@@ -136,6 +136,11 @@ class ProbeView(Poller, pn.viewable.Viewer):
 
     def _array_for(self, name: str, da):
         if da.ndim == 1:
+            shared = next((p for p in self.arrays.values() if isinstance(p, MatrixHeatmap)), None)
+            if shared is not None:  # one heatmap per view, with a quantity picker
+                shared.add_quantity(name)
+                self.arrays[name] = shared
+                return shared
             part = MatrixHeatmap(name)
         elif da.ndim == 2:
             part = SpectrumSnapshot(name)
@@ -157,7 +162,8 @@ class ProbeView(Poller, pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ drawing
     def parts(self) -> list:
-        return [*self.series.values(), *self.arrays.values(), *self.extra_parts]
+        arrays = list({id(p): p for p in self.arrays.values()}.values())  # a heatmap holds several names
+        return [*self.series.values(), *arrays, *self.extra_parts]
 
     def refresh(self) -> None:
         if self.alert.visible:

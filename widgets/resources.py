@@ -90,7 +90,9 @@ _INLINE_SHEETS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # Doc
 
 
 class _InlineStylesheets:
-    """Markup pane mixin: with inline resources, stylesheets re-sent on updates are inline too.
+    """Markup pane mixin: stylesheets re-sent on updates stay where the page can load them.
+
+    Served: a model that left the page is rendered with the session's document (:func:`_session_document`).
 
     Panel inlines its CDN stylesheets (``markdown.css``, ``alerts.css``, themes…) when a view is first
     rendered in a notebook, but a markup pane whose ``object`` changes re-sends its stylesheets as CDN
@@ -106,6 +108,8 @@ class _InlineStylesheets:
         return 0 if pn.pane.Markdown.applies(obj) else False
 
     def _get_properties(self, doc):
+        if doc is None:
+            doc = _session_document()
         props = super()._get_properties(doc)
         if "stylesheets" in props and pn.config.inline:
             from bokeh.models import ImportedStyleSheet
@@ -120,6 +124,19 @@ class _InlineStylesheets:
                 sheets.append(sheet)
             props["stylesheets"] = sheets
         return props
+
+
+def _session_document():
+    """The served session's document while one of its callbacks runs (None in a notebook or a script).
+
+    A markup pane re-renders its properties for each model it has; a model that left the page (a tab
+    rebuilt, a plot swapped in for its placeholder) has no document, and Panel then re-points the
+    stylesheets at the CDN — objects it *shares* with the live models of every session, so the page
+    fetched ``cdn.holoviz.org/…/markdown.css`` (offline: failed requests in the browser console).
+    Rendering with the session's document keeps them on this server's ``static/`` path.
+    """
+    doc = pn.state.curdoc
+    return doc if doc is not None and doc.session_context is not None else None
 
 
 class Markdown(_InlineStylesheets, pn.pane.Markdown):

@@ -35,6 +35,7 @@ import panel as pn
 import param
 from holoviews.streams import Buffer
 
+from .resources import Markdown
 from .streaming import empty_frame
 
 X_AXES = ("step", "wall_time")
@@ -97,7 +98,7 @@ class TimeSeries(pn.viewable.Viewer):
         # lazy: the plot joins the page with its first points (as the heatmaps do). A Buffer-fed plot first
         # rendered empty *inside a layout update* (a probe's first column, from the poll) drew nothing in a
         # notebook (observed in JupyterLab; the core plots, rendered with the page, stream fine).
-        self.layout = pn.Column(pn.pane.Markdown(f"*{self.title}: waiting for the first measurement…*"),
+        self.layout = pn.Column(Markdown(f"*{self.title}: waiting for the first measurement…*"),
                                 sizing_mode="stretch_width") if self.lazy else None
         self.param.watch(self._on_view_option, ["logy", "x"])
         self.param.watch(self._on_smoothing, ["smoothing"])

@@ -46,7 +46,7 @@ def test_finetune_view_is_registered_and_streams_intruders(base, ds, forget):
     assert not view.alert.visible, view.alert.object
     heat = view.part("intruders")  # the SpectraProbe's heatmap, by shape
     assert isinstance(heat, MatrixHeatmap)
-    assert set(heat.frame().step) == {0, 2, 4} and len(heat.frame()) == 3 * len(ft.target_matrices)
+    assert set(heat.frame("intruders").step) == {0, 2, 4} and len(heat.frame("intruders")) == 3 * len(ft.target_matrices)
     assert isinstance(view.part("delta_effective_rank"), MatrixHeatmap)  # the DeltaProbe's
     assert len(view.buffers["pretrain_loss"].data) == 3
     mitigation = next(e for e in view.extras if isinstance(e, MitigationPanel))

@@ -74,7 +74,7 @@ def test_scalar_matrix_and_spectrum_shapes_stream_into_the_monitor(make_run):
     heat.matrix = heat.param.matrix.objects[-1]
     assert heat.curve_pipe.data.equals(heat.curve_frame())
     intr = monitor.part("intruders")
-    assert isinstance(intr, MatrixHeatmap) and intr.frame().query("step == 0").intruders.sum() == 0
+    assert isinstance(intr, MatrixHeatmap) and intr.frame("intruders").query("step == 0").intruders.sum() == 0
     # step × matrix × index: a spectrum snapshot (chosen step, first step overlaid) with a step slider
     snap = monitor.part("singular_values")
     assert isinstance(snap, SpectrumSnapshot)

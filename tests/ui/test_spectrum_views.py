@@ -44,7 +44,12 @@ def test_spectra_probe_view_streams_while_training(probed_run):
     frame = erank.heat_pipe.data  # what the heatmap's DynamicMap draws
     assert sorted(set(frame.step)) == [0, 2, 4] and len(frame) == 3 * n
     assert np.isfinite(frame.effective_rank).all()
-    assert view.part("intruders").heat_pipe.data.query("step == 0").intruders.sum() == 0
+    intr = view.part("intruders")  # one heatmap for every per-matrix quantity of the probe, with a picker
+    assert intr is erank and {"effective_rank", "stable_rank", "intruders"} <= set(intr.quantities)
+    assert "intruders" not in frame
+    intr.quantity = "intruders"  # picking a quantity redraws the heatmap (and the curve) with it
+    assert intr.heat_pipe.data.query("step == 0").intruders.sum() == 0
+    assert list(intr.curve_pipe.data.columns) == ["step", "intruders"]
     assert max(len(s.data["intruders"]) for s in root.select({"type": ColumnDataSource}) if "intruders" in s.data) == 3 * n
     # live: a background run keeps feeding the heatmaps through the poll
     run.start(4)
