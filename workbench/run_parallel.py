@@ -30,8 +30,9 @@ class RunParallel:
         """Refuse a strategy this run cannot take (before anything changes), saying what to do instead."""
         from .run import Run
 
+        sharded = fsdp.is_sharded(getattr(self, "model", None))  # (None while Run.__init__ checks its arguments)
         if self.strategy == "single":
-            if fsdp.is_sharded(self.model):
+            if sharded:
                 raise ConfigError("This run's model is sharded (strategy='fsdp'); it cannot return to one process. Save "
                                   "a checkpoint and resume it with strategy='single' (or any other).")
             return
@@ -43,7 +44,7 @@ class RunParallel:
         if self.strategy == "fsdp" and self.AVERAGES_GRADIENTS_AFTER_STEP:
             raise ConfigError(f"strategy='fsdp' is not available for {type(self).__name__}: its step runs several "
                               "passes of the full model (and may keep a frozen copy of it). Use strategy='ddp'.")
-        if self.strategy != "fsdp" and fsdp.is_sharded(self.model):
+        if self.strategy != "fsdp" and sharded:
             raise ConfigError(f"This run's model is sharded (strategy='fsdp'); it cannot switch to {self.strategy!r}. "
                               "Save a checkpoint and resume it with that strategy.")
 
@@ -59,8 +60,13 @@ class RunParallel:
             return device
         device = distributed.init(device, self.strategy)
         if self.AVERAGES_GRADIENTS_AFTER_STEP:  # what DDP's constructor does: every rank starts from rank 0's weights
-            distributed.broadcast_module(self.model.to(device))
+            for module in self.modules_to_broadcast():
+                distributed.broadcast_module(module.to(device))
         return device
+
+    def modules_to_broadcast(self) -> list:
+        """Modules every rank copies from rank 0 when it joins (no DDP wrapper does it); subclasses add theirs."""
+        return [self.model]
 
     def _world_size(self) -> int:
         return distributed.world_size() if self.strategy != "single" else 1
