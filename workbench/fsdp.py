@@ -57,6 +57,15 @@ def is_sharded(model: nn.Module) -> bool:
     return isinstance(model, FSDPModule)
 
 
+def class_name(model: nn.Module) -> str:
+    """The model's own class name (FSDP2 makes a sharded model an instance of ``FSDP<Name>``; this says ``<Name>``)."""
+    if is_sharded(model):
+        from torch.distributed.fsdp import FSDPModule
+
+        return next(c for c in type(model).__mro__[1:] if not issubclass(c, FSDPModule)).__name__
+    return type(model).__name__
+
+
 def block_classes(model: nn.Module) -> set[str]:
     """Class names of the model's transformer blocks (HF ``_no_split_modules``; under PEFT, of its base)."""
     base = getattr(model, "get_base_model", None)

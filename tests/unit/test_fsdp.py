@@ -105,3 +105,40 @@ def test_two_fsdp_processes_equal_one_process(tmp_path):
     final = one.model.state_dict()
     assert _max_diff(resumed.model.state_dict(), final) < WEIGHT_TOL
     assert _max_diff(torch.load(tmp_path / "again.pt", weights_only=False)["run"]["model"], final) < WEIGHT_TOL
+
+
+FINETUNE_SCRIPT = """
+import sys, torch
+from workbench import data, distributed, fsdp
+from workbench.finetune.stage import FineTune
+ds = data.load("stories", n_docs=200, n_val_docs=40)
+run = FineTune("gpt2-1m", ds, method=sys.argv[2], batch_size=8, eval_every=0, intruders_every=2, forget_eval="",
+               strategy=sys.argv[1], lr=3e-3)
+for _ in range(2):
+    run.step()
+weights = fsdp.model_state(run.model)  # under fsdp a collective: every rank calls it, rank 0 gets the full weights
+if distributed.is_main():
+    h = run.history.to_dataset()
+    torch.save({"weights": weights, "loss": h.loss.values.tolist(), "intruders": h.intruders.values.tolist(),
+                "sharded": fsdp.is_sharded(run.model), "class": fsdp.class_name(run.model)}, sys.argv[1] + sys.argv[2] + ".pt")
+distributed.shutdown()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["lora"])
+def test_finetune_under_fsdp_equals_one_process(tmp_path, method):
+    """FineTune (LoRA: FSDP shards the PEFT model's blocks) under torchrun with strategy='fsdp': the same losses,
+    the same intruder counts (its SpectraProbe sees the gathered effective weights) and weights as one process."""
+    (tmp_path / "ft.py").write_text(FINETUNE_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    for cmd in ([sys.executable, "ft.py", "single", method],
+                [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "ft.py", "fsdp",
+                 method]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    one, sharded = (torch.load(tmp_path / f"{name}{method}.pt") for name in ("single", "fsdp"))
+    assert sharded["sharded"] and not one["sharded"] and sharded["class"] == one["class"]
+    assert sharded["loss"] == pytest.approx(one["loss"], abs=LOSS_TOL, nan_ok=True)
+    np.testing.assert_allclose(np.array(sharded["intruders"]), np.array(one["intruders"]))
+    assert _max_diff(sharded["weights"], one["weights"]) < 1e-4  # LoRA factors under AdamW at lr 3e-3 (as under DDP)
