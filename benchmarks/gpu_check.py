@@ -238,6 +238,8 @@ def launch_fsdp(argv: list[str], device: torch.device) -> dict:
     from torch.distributed.run import parse_args, run
 
     nproc = torch.cuda.device_count() if device.type == "cuda" else 2
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the one-device check's cached blocks: the workers want the memory
     keep = [a for a in argv if a not in ("--no-fsdp",)]
     skip = {"--json"}
     worker, drop = [], False
