@@ -483,5 +483,5 @@ class Run(RunParallel, RunFiles, Displayable, Loop):
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(label={self.label!r}, step={self._step}, status={self.status!r}, "
-                f"model={type(self.model).__name__}, data={self.data.name!r})")
+                f"model={fsdp.class_name(self.model)}, data={self.data.name!r})")
 
