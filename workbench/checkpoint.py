@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from . import atomic
+from . import atomic, distributed
 from .errors import ConfigError, CorruptFileError, MissingPathError
 from .matrices import fingerprint
 from .run_state import shape_difference
@@ -60,7 +60,11 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 
 def save_checkpoint(run, path) -> str:
-    """Write ``run``'s full state to ``path`` (temp file + rename)."""
+    """Write ``run``'s full state to ``path`` (temp file + rename).
+
+    In a multi-process run only rank 0 writes; under ``strategy="fsdp"`` every rank must call this (the
+    full weights and optimizer state are gathered to rank 0, :mod:`workbench.fsdp`).
+    """
     path = Path(path)
     if not path.parent.exists():
         raise MissingPathError(f"Cannot save the checkpoint to {str(path)!r}: the folder {str(path.parent)!r} does not exist.")
@@ -73,8 +77,10 @@ def save_checkpoint(run, path) -> str:
         "data_description": run.data.describe(),
         "data_fingerprint": data_fingerprint(run.data),
         "fingerprint": fingerprint(run.model),
-        "run": run.state_dict(),
+        "run": run.state_dict(),  # under FSDP a collective: full tensors on rank 0 only
     }
+    if run.strategy != "single" and not distributed.is_main():
+        return str(path)
     _atomic_torch_save(state, path)
     return str(path)
 

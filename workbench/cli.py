@@ -3,6 +3,7 @@
     workbench train --preset gpt2-1m --data stories --steps 200 --out runs/run.nc [--checkpoint runs/ckpt.pt]
     workbench train --resume runs/ckpt.pt --steps 100 --out runs/run.nc
     workbench train --nproc-per-node 2 --preset gpt2-1m --steps 200 --out runs/run.nc   # DDP, via torchrun
+    workbench train --nproc-per-node 2 --strategy fsdp ...                              # sharded (FSDP2)
 
 Every path and value is checked before training starts; a mistake prints one line
 (``workbench: error: ...``, exit 2). Ctrl-C or SIGTERM during training stops at the next step boundary
@@ -106,10 +107,14 @@ class _StopOnSignal:
 
 
 def _save_outputs(run, args, checkpoint: bool = True) -> list[str]:
+    from . import distributed
+
     saved = []
     if args.checkpoint and checkpoint:
-        run.save_checkpoint(args.checkpoint)
+        run.save_checkpoint(args.checkpoint)  # under fsdp every rank gathers; only rank 0 writes
         saved.append(f"checkpoint {args.checkpoint}")
+    if not distributed.is_main():
+        return []
     if args.out:
         run.save_record(args.out)
         saved.append(f"record {args.out}")
@@ -126,10 +131,17 @@ def _train(args) -> int:
     check_outputs(args.out, args.checkpoint)
     from . import distributed
 
+    if args.strategy is not None and args.nproc_per_node is None and args.strategy != "single" \
+            and not distributed.launched():
+        raise ConfigError(f"--strategy {args.strategy} runs in several processes: add --nproc-per-node N (e.g. 2).")
+    if args.nproc_per_node is not None and args.strategy == "single":
+        raise ConfigError("--strategy single runs one process: leave out --nproc-per-node, or use --strategy ddp/fsdp.")
     if args.nproc_per_node is not None and not distributed.launched():  # re-launch this command under torchrun
-        return distributed.launch(_worker_argv(args.argv), args.nproc_per_node)
-    main_rank = distributed.is_main()  # only rank 0 attaches probes, writes files and prints
+        return distributed.launch(_worker_argv(args.argv, args.strategy or "ddp"), args.nproc_per_node)
+    main_rank = distributed.is_main()  # only rank 0 writes files and prints
     params = _parse_set(args.set)
+    if args.strategy is not None:
+        params["strategy"] = args.strategy
     for name in ("lr", "batch_size", "seed", "device", "optimizer", "schedule", "log_every"):
         value = getattr(args, name)
         if value is not None:
@@ -147,7 +159,8 @@ def _train(args) -> int:
         else:
             dataset = data_mod.load(args.data, **options)
             run = Run(args.preset, dataset, **params)
-        for spec in (args.probe or []) if main_rank else []:
+        # probes run on rank 0 only, except under fsdp: there they gather the sharded weights, a collective
+        for spec in (args.probe or []) if main_rank or run.strategy == "fsdp" else []:
             name, _, every = spec.partition(":")
             if every and not every.isdigit():
                 raise ConfigError(f"--probe {spec!r}: write NAME or NAME:EVERY with EVERY a whole number, e.g. spectra:25.")
@@ -177,7 +190,7 @@ def _train(args) -> int:
                     print(f"workbench: could not save the record either: {explain(exc) or exc}", file=sys.stderr)
             raise
         try:
-            saved = _save_outputs(run, args) if main_rank else []
+            saved = _save_outputs(run, args) if main_rank or run.strategy == "fsdp" else []
         except KeyboardInterrupt:
             print("workbench: interrupted twice while saving: quit; files already there are intact.", file=sys.stderr)
             return EXIT_SIGNAL[signal.SIGINT]
@@ -198,17 +211,17 @@ def _train(args) -> int:
     return 0
 
 
-def _worker_argv(argv: list[str]) -> list[str]:
-    """The command each torchrun worker runs: this one without --nproc-per-node, with strategy=ddp."""
+def _worker_argv(argv: list[str], strategy: str = "ddp") -> list[str]:
+    """The command each torchrun worker runs: this one without --nproc-per-node / --strategy, with the strategy."""
     out, skip = [], False
     for item in argv:
         if skip:
             skip = False
-        elif item == "--nproc-per-node":
+        elif item in ("--nproc-per-node", "--strategy"):
             skip = True
-        elif not item.startswith("--nproc-per-node="):
+        elif not item.startswith(("--nproc-per-node=", "--strategy=")):
             out.append(item)
-    return [*out, "--set", "strategy=ddp"]
+    return [*out, "--strategy", strategy]
 
 
 def check_serve(address: str, port: int, max_running: int) -> None:
@@ -278,8 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="NAME=VALUE", help="any other run parameter (repeatable)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--nproc-per-node", dest="nproc_per_node", type=int, metavar="N",
-                   help="data-parallel (DDP) over N processes on this machine, launched by torchrun; --batch-size "
+                   help="data-parallel over N processes on this machine, launched by torchrun; --batch-size "
                         "stays the global batch (see docs/run.md)")
+    t.add_argument("--strategy", choices=["single", "ddp", "fsdp"],
+                   help="with --nproc-per-node: ddp (default; whole model on every process) or fsdp (model, gradients "
+                        "and optimizer state sharded over the processes, FSDP2)")
     t.set_defaults(fn=_train)
     sub.add_parser("serve", add_help=False, help="serve the dashboard on 127.0.0.1: the labs, or your experiment.py "
                    "(workbench serve --help)")

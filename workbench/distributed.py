@@ -1,4 +1,4 @@
-"""Data-parallel runs (``strategy="ddp"``) on torch.distributed, launched by ``torchrun``.
+"""Data-parallel runs (``strategy="ddp"`` or ``"fsdp"``) on torch.distributed, launched by ``torchrun``.
 
 Why ``torchrun`` (``torch.distributed.run``) rather than ``accelerate launch``: it is torch's own launcher,
 so a run needs no extra configuration layer (no ``accelerate config`` file) and nothing between the
@@ -33,7 +33,9 @@ import torch.distributed as dist
 
 from .errors import ConfigError
 
-STRATEGIES = ("single", "ddp")
+STRATEGIES = ("single", "ddp", "fsdp")
+#: the strategies that run in several processes (the sharded one is :mod:`workbench.fsdp`)
+PARALLEL = ("ddp", "fsdp")
 
 
 def launched() -> bool:
@@ -58,22 +60,24 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def check_launched() -> None:
-    """Refuse ``strategy='ddp'`` in a process no launcher started (say how to launch it)."""
+def check_launched(strategy: str = "ddp") -> None:
+    """Refuse a multi-process ``strategy`` in a process no launcher started (say how to launch it)."""
     if not launched() and not active():
-        raise ConfigError("strategy='ddp' needs processes started by a launcher: use `workbench train --nproc-per-node N "
-                          "...` (or `torchrun --nproc-per-node N -m workbench.cli train ...`); in a single process "
-                          "use strategy='single'.")
+        flag = "" if strategy == "ddp" else f" --strategy {strategy}"
+        raise ConfigError(f"strategy={strategy!r} needs processes started by a launcher: use `workbench train "
+                          f"--nproc-per-node N{flag} ...` (or `torchrun --nproc-per-node N -m workbench.cli train ... "
+                          f"--set strategy={strategy}`); in a single process use strategy='single'.")
 
 
-def init(device: torch.device) -> torch.device:
+def init(device: torch.device, strategy: str = "ddp") -> torch.device:
     """Join the launcher's process group (once) and return this rank's device (``cuda:LOCAL_RANK`` on GPUs)."""
-    check_launched()
+    check_launched(strategy)
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
     elif device.type != "cpu":
-        raise ConfigError(f"strategy='ddp' runs on CPU (gloo) or CUDA (nccl), not {device.type}; use device='cpu' or 'cuda'.")
+        raise ConfigError(f"strategy={strategy!r} runs on CPU (gloo) or CUDA (nccl), not {device.type}; use device='cpu' "
+                          "or 'cuda'.")
     if not active():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return device
@@ -103,6 +107,33 @@ def mean_across_ranks(loss: torch.Tensor, metrics: dict[str, float]) -> tuple[to
     dist.all_reduce(values, op=dist.ReduceOp.SUM)
     values /= world_size()
     return values[0].to(loss.dtype), {k: float(v) for k, v in zip(keys, values[1:].tolist())}
+
+
+def average(tensors: list[torch.Tensor]) -> None:
+    """Replace each tensor by its mean over the ranks, in place (one all-reduce of them flattened together).
+
+    Used for gradients of a step that DDP's reducer cannot wrap (several passes, ``autograd.grad``: Unlearn,
+    SAM), once per step — what DDP does bucket by bucket during backward.
+    """
+    if not active() or world_size() == 1 or not tensors:
+        return
+    flat = torch.cat([t.detach().reshape(-1).to(torch.float32) for t in tensors])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= world_size()
+    offset = 0
+    for t in tensors:
+        n = t.numel()
+        t.detach().copy_(flat[offset:offset + n].view_as(t))
+        offset += n
+
+
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Copy rank 0's parameters and buffers to every rank (as DDP's constructor does)."""
+    if not active() or world_size() == 1:
+        return
+    with torch.no_grad():
+        for t in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(t.data, src=0)
 
 
 def launch(argv: list[str], nproc_per_node: int) -> int:

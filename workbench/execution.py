@@ -9,6 +9,7 @@ model, and the wrappers share its parameters:
   compute for much less memory. Only models that implement it (``transformers`` models) can.
 * ``strategy="ddp"`` — ``torch.nn.parallel.DistributedDataParallel`` over the process group the
   launcher (``torchrun``) set up (:mod:`workbench.distributed`); gradients are averaged across ranks.
+  (``strategy="fsdp"`` wraps nothing: FSDP2 shards ``run.model`` itself, :mod:`workbench.fsdp`.)
 * ``compile`` — ``torch.compile`` of the (possibly DDP-wrapped) module, as PyTorch recommends for DDP.
   The first steps are slow (compilation); a failure to compile says so and how to turn it off.
 
@@ -122,6 +123,9 @@ def training_module(model: nn.Module, device: torch.device, activation_checkpoin
 
 
 def no_sync(module: nn.Module):
-    """DDP's ``no_sync`` context factory for ``module`` (None when it is not DDP-wrapped)."""
+    """The context factory that skips gradient communication for ``module``: DDP's ``no_sync``, FSDP2's
+    ``set_requires_gradient_sync(False)`` (:func:`workbench.fsdp.no_sync`); None for a plain module."""
+    from . import fsdp
+
     inner = module.uncompiled if isinstance(module, _Compiled) else module
-    return inner.no_sync if hasattr(inner, "no_sync") else None
+    return inner.no_sync if hasattr(inner, "no_sync") else fsdp.no_sync(inner)

@@ -8,7 +8,9 @@ never touches the history or a view.
 Probes live in ``PROBES`` by name; :func:`create` builds one by name (``run.add_probe("spectra",
 every=10)`` does the same), importing the workbench subpackages that register probes on first use.
 Probes run at their events after the other callbacks (``order = 100``, see :mod:`workbench.events`), so
-they measure the weights a mask or SAM callback left.
+they measure the weights a mask or SAM callback left. Under ``strategy="fsdp"`` a probe measures inside
+:func:`workbench.fsdp.full_weights` (the full, gathered weights), which every rank enters together: attach
+the same probes on every rank there (the CLI does).
 
 >>> sorted(n for n in names() if n in ("delta", "eval_loss", "spectra"))
 ['delta', 'eval_loss', 'spectra']
@@ -31,6 +33,7 @@ from .data.base import Split, to_device
 from .display import Displayable
 from .errors import ConfigError
 from .events import PROBE_ORDER
+from .fsdp import full_weights
 from .registry import Registry
 
 PROBES = Registry("probe", hint="Build one with workbench.probes.create(name, **params).")
@@ -103,7 +106,8 @@ class Probe(Displayable, param.Parameterized):
         run.callbacks.add("before_step", self._before_step, name=f"{type(self).__name__}.at_start", order=self.order)
         run.callbacks.add("after_step", self._after_step, name=f"{type(self).__name__}(every={self.every})",
                           order=self.order)
-        self.setup(run)
+        with full_weights(run.model):
+            self.setup(run)
         return self
 
     def setup(self, run) -> None:
@@ -121,7 +125,8 @@ class Probe(Displayable, param.Parameterized):
     def record(self, run) -> dict:
         """Measure now and log the results at the run's current step."""
         step = run.global_step
-        results = self.measure(run)
+        with full_weights(run.model):  # under FSDP: the gathered weights (every rank measures; rank 0 writes)
+            results = self.measure(run)
         # named before they reach the history, so a view polling from another thread never sees an unclaimed name
         self.logged_names = tuple(dict.fromkeys((*self.logged_names, *results)))
         scalars = {}

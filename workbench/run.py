@@ -24,13 +24,13 @@ Design:
 * ``state_dict()``/``load_state_dict()`` hold the whole run (all or nothing); checkpoints are files of it.
 * Subclasses change what a step computes by overriding ``forward_backward`` (SAM, unlearning losses).
 * ``batch_size`` is the step's global batch: ``grad_accum_steps`` cuts it into micro-batches
-  (:mod:`workbench.accumulate`), ``strategy="ddp"`` shards it over processes (:mod:`workbench.distributed`);
-  the loss goes through ``run.forward_model`` (compiled / DDP-wrapped, :mod:`workbench.execution`).
+  (:mod:`workbench.accumulate`), ``strategy="ddp"``/``"fsdp"`` shards it over processes
+  (:mod:`workbench.distributed`, :mod:`workbench.fsdp`); the loss goes through ``run.forward_model``
+  (compiled / DDP-wrapped, :mod:`workbench.execution`; under FSDP ``run.model`` itself is sharded).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import threading
 import time
@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import accumulate, devices, distributed, execution, run_state
+from . import accumulate, devices, distributed, execution, fsdp, run_state
 from .data.base import Dataset, to_device
 from .display import Displayable
 from .errors import ConfigError, DivergedError
@@ -53,10 +53,11 @@ from .probes import EvalLoss, Probe, create as create_probe
 from .record import new_run_id
 from .rng import RunRNG
 from .run_files import RunFiles
+from .run_parallel import RunParallel
 from .snapshot import Snapshot
 
 
-class Run(RunFiles, Displayable, Loop):
+class Run(RunParallel, RunFiles, Displayable, Loop):
     """A training run over ``model`` and ``data``.
 
     Parameters
@@ -95,8 +96,9 @@ class Run(RunFiles, Displayable, Loop):
     compile = param.Boolean(default=False, doc="Run the model through torch.compile (first steps compile; slow start).")
     # precedence -1: no widget control (a notebook or dashboard cannot launch processes; the CLI does)
     strategy = param.Selector(default="single", objects=list(distributed.STRATEGIES), precedence=-1,
-                              doc="'single' (one process) or 'ddp' (data parallel; launch with workbench train "
-                                  "--nproc-per-node N). batch_size stays the global batch.")
+                              doc="'single' (one process), 'ddp' (data parallel) or 'fsdp' (sharded data parallel); "
+                                  "launch with workbench train --nproc-per-node N [--strategy fsdp]. batch_size stays "
+                                  "the global batch.")
     # --- logging --------------------------------------------------------------------------------
     log_every = param.Integer(default=10, bounds=(1, None), doc="Publish status (and tqdm) every this many steps.")
     eval_every = param.Integer(default=50, bounds=(0, None), doc="Evaluate held-out splits every this many steps (0 = off).")
@@ -287,14 +289,16 @@ class Run(RunFiles, Displayable, Loop):
             if self._device is None:
                 self._place(self._resolve_device())
             if self.reference is None:
-                self.reference = Snapshot.from_model(self.model)
+                self.reference = Snapshot.from_model(self.model)  # before sharding: the full W0
+            self._check_strategy()
+            if self.strategy == "fsdp" and not fsdp.is_sharded(self.model):  # carries an optimizer's state over
+                self._optim = fsdp.shard(self.model, self._optim, self.build_torch_optimizer)
             if self._optim is None:
                 self._optim = self.build_torch_optimizer()
-            self._check_strategy()
             accumulate.check(self.batch_size, self.grad_accum_steps, self._world_size())
             if self._forward is None:
                 self._forward = execution.training_module(self.model, self._device, self.activation_checkpointing,
-                                                          self.compile, ddp=self.strategy == "ddp")
+                                                          self.compile, ddp=self._ddp_wrapped())
         return self
 
     def build_torch_optimizer(self, **settings) -> torch.optim.Optimizer:
@@ -305,21 +309,6 @@ class Run(RunFiles, Displayable, Loop):
         """
         s = {k: settings.get(k, getattr(self, k)) for k in ("optimizer", "lr", "weight_decay", "momentum")}
         return build_optimizer(s["optimizer"], self.model.parameters(), s["lr"], s["weight_decay"], s["momentum"])
-
-    def _check_strategy(self) -> None:
-        if self.strategy == "single":
-            return
-        distributed.check_launched()
-        if type(self).forward_backward is not Run.forward_backward:
-            raise ConfigError(f"strategy={self.strategy!r} is not available for {type(self).__name__} yet: its step "
-                              "computes its own losses outside the data-parallel model. Use strategy='single'.")
-
-    def _resolve_device(self) -> torch.device:
-        device = devices.resolve_device(self.device)
-        return distributed.init(device) if self.strategy == "ddp" else device
-
-    def _world_size(self) -> int:
-        return distributed.world_size() if self.strategy == "ddp" else 1
 
     # ------------------------------------------------------------------ one step
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
@@ -341,7 +330,7 @@ class Run(RunFiles, Displayable, Loop):
 
     def _batch(self, i: int) -> dict:
         batch = self.data.train.batch_at(i, self.batch_size, self.seed)  # the global batch i, a function of (seed, i)
-        if self.strategy == "ddp":
+        if self.strategy != "single":
             batch = distributed.shard(batch)  # this rank's rows r::world
         return to_device(batch, self._device)
 
@@ -358,12 +347,11 @@ class Run(RunFiles, Displayable, Loop):
         with self.rng.active(self._device):
             loss, metrics = accumulate.forward_backward(self, batch, self.grad_accum_steps,
                                                         execution.no_sync(self.forward_model))
-        if self.strategy == "ddp":
-            loss, metrics = distributed.mean_across_ranks(loss, metrics)
+        loss, metrics = self._synchronize(loss, metrics)
         self.callbacks.trigger("after_backward", self)
         params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
         max_norm = self.grad_clip if self.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.tensor(0.0)
+        grad_norm = fsdp.plain(torch.nn.utils.clip_grad_norm_(params, max_norm)) if params else torch.tensor(0.0)
         if not torch.isfinite(grad_norm).item():
             opt.zero_grad(set_to_none=True)
             self._diverged("gradient norm", float(grad_norm))
@@ -452,14 +440,15 @@ class Run(RunFiles, Displayable, Loop):
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         """Everything that makes this run *this* run at this step: weights, optimizer state, step, random
-        streams, history, reference, config, ids. Subclasses add their own keys (``super().state_dict()``)."""
+        streams, history, reference, config, ids. Subclasses add their own keys (``super().state_dict()``).
+        Under FSDP a collective (every rank calls it) whose weights and optimizer state are full on rank 0 only."""
         if self.running:
             raise ConfigError("Cannot take the state of a run while it trains; stop() it first (states are taken "
                               "at step boundaries).")
         self.setup()
         return {"step": self._step, "status": self.status, "wall_time": self._elapsed, "config": self.config(),
-                "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
-                "optimizer": copy.deepcopy(self._optim.state_dict()), "rng": self.rng.state_dict(),
+                "model": fsdp.model_state(self.model), "optimizer": fsdp.optimizer_state(self.model, self._optim),
+                "rng": self.rng.state_dict(),
                 "history": self.history.state_dict(), "run_id": self.run_id, "parent": self.parent,
                 "reference": self.reference.state_dict() if self.reference is not None else None}
 
@@ -471,6 +460,9 @@ class Run(RunFiles, Displayable, Loop):
         """
         if self.running:
             raise ConfigError("Cannot load a state while the run is training; stop() it first.")
+        if fsdp.is_sharded(self.model):
+            raise ConfigError("Cannot load a state into a run whose model is already sharded (strategy='fsdp', after "
+                              "its first step): load it before the first step, e.g. Run.resume(path, strategy='fsdp').")
         with self._lock:
             if self._device is None:
                 self._place(self._resolve_device())
@@ -491,5 +483,5 @@ class Run(RunFiles, Displayable, Loop):
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(label={self.label!r}, step={self._step}, status={self.status!r}, "
-                f"model={type(self.model).__name__}, data={self.data.name!r})")
+                f"model={fsdp.class_name(self.model)}, data={self.data.name!r})")
 

@@ -42,17 +42,22 @@ def plain_backward(forget_fn: Callable[[], tuple], retain_fn: Callable[[], tuple
 
 
 def sam_backward(forget_fn: Callable[[], tuple], retain_fn: Callable[[], tuple | None] | None,
-                 params: list[torch.nn.Parameter], rho: float) -> Terms:
+                 params: list[torch.nn.Parameter], rho: float,
+                 average: Callable[[list[torch.Tensor]], None] | None = None) -> Terms:
     """SAM on the forget term; returns the terms at θ (for logging) with the gradients left in ``.grad``.
 
     ``forget_fn()`` / ``retain_fn()`` return ``(loss, metrics)`` at the current weights (a fresh forward
-    each call); ``retain_fn`` may be ``None`` or return ``None`` (no retain term).
+    each call); ``retain_fn`` may be ``None`` or return ``None`` (no retain term). ``average`` (data parallel:
+    :func:`workbench.distributed.average`) makes the forget gradient that of the global batch, in place, before
+    ε* is taken from it, so every rank perturbs the weights alike.
     """
     params = [p for p in params if p.requires_grad]
     loss, metrics = forget_fn()  # at θ: the logged forget loss
     terms = Terms(loss.detach(), None, dict(metrics))
     grads = torch.autograd.grad(loss, params, allow_unused=True)  # [same shapes as params]
     grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+    if average is not None:
+        average(grads)
     norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads))
     scale = rho / (norm + 1e-12)
     saved = [p.detach().clone() for p in params]

@@ -27,6 +27,17 @@ in eval mode with ``requires_grad=False``, **only for methods that use it** (``n
 RMU, DPO, IdkDPO); for GA, GradDiff, SimNPO, FLAT and WGA it is ``None`` and no copy exists
 (``run.reference_bytes`` says what a copy costs). Nothing in the stage writes to it.
 
+**Data parallel** (``strategy="ddp"``, launched by ``torchrun``; :mod:`workbench.run_parallel`): the forget batch
+``i`` and the retain batch ``i`` are drawn whole, as in one process, and rank ``r`` of ``W`` takes rows ``r::W`` of
+each; every rank holds its own π_ref (a copy of rank 0's weights) and scores the same WAGLE mask. The step's
+several passes (forget, retain, SAM's perturbed forget pass) run on the plain model and the gradients are
+averaged over the ranks once per step; under SAM the forget gradient that sets the perturbation ε* is averaged
+first, so every rank perturbs by the global batch's ε*. Terms that average per example (GA, NPO, SimNPO, DPO,
+FLAT) then match one process with the same global batch up to rounding; token means (the retain NLL, RMU,
+WGA) weight the ranks by examples, not tokens (exact when shards have equal answer lengths), as gradient
+accumulation does (:mod:`workbench.accumulate`). ``strategy="fsdp"`` is refused (frozen copies and several
+passes of the full model). Evaluations (``UnlearnProbe``, :func:`evaluate`) are best run on rank 0 only.
+
 The WAGLE mask's callbacks are attached with ``order=MASK_ORDER`` (before probes, whose default order
 is 100), so probes measure the weights after the mask restored them.
 
@@ -43,6 +54,7 @@ import param
 import torch
 from torch import nn
 
+from .. import distributed
 from ..data.base import Dataset, Split, to_device
 from ..errors import ConfigError
 from ..run import Run
@@ -116,6 +128,8 @@ class Unlearn(Run):
 
     #: order of the WAGLE mask's callbacks: before probes (default order 100) and default callbacks (0)
     MASK_ORDER = -10
+    #: under ddp, the step's passes run on the plain model; gradients are averaged after it (module docstring)
+    AVERAGES_GRADIENTS_AFTER_STEP = True
 
     def __init__(self, model, forget, retain=None, probes=(), reference_model: nn.Module | None = None, **params):
         forget = _as_split(forget, "forget")
@@ -246,6 +260,10 @@ class Unlearn(Run):
             self._build_mask()
         return self
 
+    def modules_to_broadcast(self) -> list[nn.Module]:
+        """The model and π_ref: every rank starts from rank 0's copies (data parallel)."""
+        return [*super().modules_to_broadcast(), *([self.reference_model] if self.reference_model is not None else [])]
+
     def _build_mask(self) -> None:
         named = named_trainable(self.model)
         retain_n = min(len(self.retain), self.batch_size * self.mask_batches)
@@ -268,7 +286,10 @@ class Unlearn(Run):
     def _retain_batch(self) -> dict | None:
         if self.retain is None or not self.method_params.needs_retain():
             return None
-        return to_device(self.retain.batch_at(self.global_step, self.batch_size, self.seed + 1), self.torch_device)
+        batch = self.retain.batch_at(self.global_step, self.batch_size, self.seed + 1)  # the global retain batch
+        if self.strategy != "single":
+            batch = distributed.shard(batch)  # this rank's rows r::world, as the forget batch
+        return to_device(batch, self.torch_device)
 
     def forward_backward(self, batch: dict):
         """Forget term (plainly or with SAM), then retain term; gradients left in ``.grad``."""
@@ -294,7 +315,8 @@ class Unlearn(Run):
 
         if self.sam_rho > 0:
             params = [p for p in self.model.parameters() if p.requires_grad]
-            terms = sam_backward(checked_forget, retain_fn, params, self.sam_rho)
+            average = distributed.average if self.strategy != "single" else None  # ε* from the global gradient
+            terms = sam_backward(checked_forget, retain_fn, params, self.sam_rho, average=average)
         else:
             terms = plain_backward(checked_forget, retain_fn)
         total = terms.total.detach()
