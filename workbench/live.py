@@ -48,6 +48,7 @@ import numpy as np
 import xarray as xr
 
 from . import atomic
+from .display import Displayable
 from .errors import ConfigError, CorruptFileError, MissingPathError
 from .history import History
 
@@ -201,13 +202,14 @@ class Publisher:
 
 
 # ----------------------------------------------------------------------------- reading
-class LiveRecord:
+class LiveRecord(Displayable):
     """A record being written by another process, read incrementally (``open_record(path, follow=True)``).
 
     ``update()`` reads what was published since the last call into ``history`` and returns how many entries
     came; ``record`` is the Dataset so far; ``status`` is ``running``, an outcome (``finished``,
     ``stopped``, ``diverged``, ``error``), or ``died`` (the writer is gone without saying how it ended);
-    ``running`` is True while more may come. Views poll ``history`` as they poll a live run's.
+    ``running`` is True while more may come; ``last_publish`` is the writer's clock at its last publish.
+    Views poll ``history`` as they poll a live run's; in a notebook it displays as its live view.
     """
 
     def __init__(self, path, stale_after: float = STALE_AFTER_S):
@@ -219,7 +221,7 @@ class LiveRecord:
         self.status, self.message, self.global_step = "running", "", 0
         self.source = "journal"
         self._offset, self._ino, self._partial, self._seen_step = 0, None, b"", -1
-        self._last_publish = time.time()
+        self.last_publish = time.time()
         if not self.path.exists() and not self.record_path.exists():
             raise MissingPathError(f"Nothing to follow at {str(self.record_path)!r}: no record and no live journal "
                                    f"({self.path.name}). Start the run with --out pointing there (or run.publish(path)), "
@@ -299,7 +301,7 @@ class LiveRecord:
             self.global_step = int(obj["global_step"])
         self.status = obj.get("status", self.status)
         self.message = obj.get("message", "") or ""
-        self._last_publish = obj.get("time", time.time())
+        self.last_publish = obj.get("time", time.time())
         return n
 
     def _check_writer(self) -> None:
@@ -308,7 +310,7 @@ class LiveRecord:
             dead = not _pid_alive(pid)
             why = f"its process (pid {pid}) is gone"
         else:
-            dead = time.time() - self._last_publish > self.stale_after
+            dead = time.time() - self.last_publish > self.stale_after
             why = f"nothing was published for {self.stale_after:.0f} s (writer on host {host})"
         if dead:
             self.status = "died"
