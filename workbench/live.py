@@ -135,7 +135,9 @@ class Publisher:
     def __init__(self, path, history: History, attrs: dict | None = None, every: float = 1.0):
         if not (isinstance(every, (int, float)) and math.isfinite(every) and every >= 0):
             raise ConfigError(f"every must be a number of seconds ≥ 0 (0: publish at every step), got {every!r}.")
-        self.record_path = atomic.check_target(path, "record")
+        from .record import SUFFIXES
+
+        self.record_path = atomic.check_target(path, "record", SUFFIXES)
         self.path = journal_path(self.record_path)
         self.history, self.every = history, float(every)
         self.cursor, self.array_cursors = 0, {}
@@ -146,16 +148,11 @@ class Publisher:
         atomic.write_bytes(self.path, _line(header), what="live record", owns=is_journal)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
-    def _append(self, obj: dict) -> None:
+    def _append(self, obj: dict, fsync: bool = False) -> None:
         if self._fd is None:
-            raise ConfigError(f"The live record {str(self.path)!r} was retired; publish to a new Publisher.")
-        data = _line(obj)
-        try:
-            written = os.write(self._fd, data)
-        except OSError as exc:
-            raise atomic._save_error(exc, self.path, "live record") from None  # noqa: SLF001 - same module family
-        if written != len(data):  # a short write (disk full mid-line): the line stays partial, readers skip it
-            raise atomic._save_error(OSError(28, os.strerror(28)), self.path, "live record")  # noqa: SLF001
+            raise ConfigError(f"The live record {str(self.path)!r} was retired (its record is saved); call "
+                              "run.publish(path) again to publish a new one.")
+        atomic.append(self._fd, _line(obj), self.path, what="live record", fsync=fsync)
 
     def publish(self, status: str = "running", **extra) -> int:
         """Append one line with everything logged since the last publish; returns the entries it holds."""
@@ -167,7 +164,7 @@ class Publisher:
                 arrays[name] = [[step, _encode_array(da)] for step, da in items]
         steps = [r["step"] for r in rows] + [s for items in arrays.values() for s, _ in items]
         self._append({"status": status, "step": max(steps, default=None), "time": time.time(), "rows": rows,
-                      "arrays": arrays, **extra})
+                      "arrays": arrays, **extra}, fsync=status in ENDED)
         self._last = time.monotonic()
         self.ended = status in ENDED
         return len(rows) + sum(len(v) for v in arrays.values())
@@ -180,7 +177,6 @@ class Publisher:
     def end(self, status: str, message: str = "", step: int | None = None) -> None:
         """Publish what is left with the outcome of the run (``finished``, ``stopped``, …) and fsync."""
         self.publish(status=status, message=message, global_step=step)
-        os.fsync(self._fd)
 
     def retire(self) -> None:
         """The record was saved: remove the journal (a follower then reads the record)."""
