@@ -165,3 +165,36 @@ def test_an_in_process_run_publishes_and_its_saved_record_retires_the_journal(ti
     assert not journal_path(path).exists()
     assert live.update() == 0 and live.status == "finished"
     xr.testing.assert_equal(live.record.loss, open_record(path).loss)
+
+
+def test_a_writer_that_exits_without_an_end_is_reported_died(tmp_path):
+    path = tmp_path / "run.nc"
+    script = ("import os, sys; from workbench.history import History; from workbench.live import Publisher\n"
+              "h = History(); p = Publisher(sys.argv[1], h, every=0)\n"
+              "h.log(1, loss=2.0); p.publish(); os._exit(9)  # no end line, no record: a crash\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], env=env, capture_output=True, timeout=300)
+    assert proc.returncode == 9, proc.stderr[-2000:]
+    live = open_record(path, follow=True)
+    assert live.status == "died" and not live.running and live.global_step == 1
+    assert "is gone" in live.message and "step 1" in live.message
+    assert open_record(path).loss.values.tolist() == [2.0]  # what was published is a readable record
+
+
+@pytest.mark.slow
+def test_a_two_process_ddp_run_is_followed_and_equals_its_record(tmp_path):
+    out = tmp_path / "run.nc"
+    proc = _cli(out, 40, "--publish-every", "0.01", "--nproc-per-node", "2", "--batch-size", "8")
+    try:
+        live = open_record(out, follow=True, wait=600)
+        live.wait(timeout=600, interval=0.1)
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert live.status == "finished" and live.global_step == 40
+    live.update()
+    final = open_record(out)
+    for name in final.data_vars:
+        xr.testing.assert_equal(live.record[name].reset_coords(drop=True), final[name].reset_coords(drop=True))
+    assert live.record.attrs["config"] == final.attrs["config"] and '"strategy": "ddp"' in final.attrs["config"]
