@@ -344,7 +344,7 @@ class LiveRecord(Displayable):
             self.global_step = int(ds.attrs["global_step"])
         return n
 
-    def wait(self, timeout: float | None = None, interval: float = 0.5) -> "LiveRecord":
+    def wait(self, timeout: float | None = None, interval: float = 0.5) -> LiveRecord:
         """Block until the run has ended (or ``timeout`` seconds), reading as it goes."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.running and (deadline is None or time.monotonic() < deadline):

@@ -31,9 +31,9 @@ class RunFiles:
 
     def record_attrs(self) -> dict:
         """The attributes the record carries: ids, lineage, stage, config, model, data, seed, status, step."""
-        return dict(run_id=self.run_id, parent=self.parent, stage=type(self).__name__, label=self.label,
-                    config=self.config(), model=self.describe_model(), data=self.data.describe(),
-                    seed=self.seed, status=self.status, global_step=self.global_step)
+        return {"run_id": self.run_id, "parent": self.parent, "stage": type(self).__name__, "label": self.label,
+                "config": self.config(), "model": self.describe_model(), "data": self.data.describe(),
+                "seed": self.seed, "status": self.status, "global_step": self.global_step}
 
     @property
     def record(self) -> xr_Dataset:

@@ -13,11 +13,11 @@ import pytest
 import xarray as xr
 
 import widgets
-from workbench import Run, open_record
-from workbench.groups import combine, config_table, summarize
 from widgets.live_view import LiveRecordView
 from widgets.record_view import RecordView
 from widgets.series import debiased_ema
+from workbench import Run, open_record
+from workbench.groups import combine, config_table, summarize
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from serving import browser_or_skip, free_port, served
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,10 +101,10 @@ def test_records_tab_follows_a_cli_run_live_and_draws_seed_bands(tmp_path):
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(f"http://127.0.0.1:{port}/")
-            state = lambda: page.evaluate(READ)  # noqa: E731
-            wait = lambda cond, t=120: page.wait_for_function(  # noqa: E731
+            state = lambda: page.evaluate(READ)
+            wait = lambda cond, t=120: page.wait_for_function(
                 f"() => {{ const s = ({READ})(); return {cond}; }}", timeout=t * 1000)
-            button = lambda name: page.get_by_role("button", name=name, exact=True)  # noqa: E731
+            button = lambda name: page.get_by_role("button", name=name, exact=True)
             select = page.locator(".bk-input-group", has_text="Saved records").locator("select")
 
             page.locator(".bk-tab", has_text="Records").first.click()

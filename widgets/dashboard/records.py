@@ -39,7 +39,7 @@ def stage_record(stage):
 LIVE = " (live)"
 
 
-def live_records(files) -> dict[str, "os.PathLike"]:
+def live_records(files) -> dict[str, os.PathLike]:
     """Runs being written where this session may read (its folder; the shared results but not other
     sessions'): ``{"run.nc (live)": record path}`` for every live journal (:mod:`workbench.live`)."""
     from workbench.live import SUFFIX, record_path
