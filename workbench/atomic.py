@@ -263,16 +263,21 @@ def append(fd: int, data: bytes, target, what: str = "file", fsync: bool = False
 
     The append-only counterpart of the saves above (live journals, :mod:`workbench.live`): a reader that
     takes only complete lines sees the record whole or not at all, and a crash can only leave a partial last
-    line. An OS error (disk full, file-size limit …) or a short write raises :class:`SaveError` naming
-    ``target``; what was appended before stays readable.
+    line. An OS error (disk full, file-size limit …) raises :class:`SaveError` naming ``target``; the partial
+    record is cut off again, so what was appended before stays readable and later appends stay whole.
     """
+    start = os.fstat(fd).st_size
+    view = memoryview(data)
     try:
-        written = os.write(fd, data)
-        if written != len(data):  # the rest did not fit: the line stays partial, readers skip it
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        while view:  # a short write (a size limit, a full disk) is retried: the next write says why it stopped
+            view = view[os.write(fd, view):]
         if fsync:
             os.fsync(fd)
     except OSError as exc:
+        try:
+            os.ftruncate(fd, start)  # no partial record left for the next append to run into
+        except OSError:
+            pass
         cause = _os_error_in(exc) or exc
         problem, fix = _PROBLEMS.get(cause.errno, (cause.strerror or str(cause), "check the path and try again"))
         raise SaveError(f"Could not append to the {what} {str(target)!r}: {problem}. What was written before is "

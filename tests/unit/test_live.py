@@ -198,3 +198,27 @@ def test_a_two_process_ddp_run_is_followed_and_equals_its_record(tmp_path):
     for name in final.data_vars:
         xr.testing.assert_equal(live.record[name].reset_coords(drop=True), final[name].reset_coords(drop=True))
     assert live.record.attrs["config"] == final.attrs["config"] and '"strategy": "ddp"' in final.attrs["config"]
+
+
+def test_a_publish_that_cannot_be_written_says_why_and_keeps_what_was_published(tmp_path):
+    path = tmp_path / "run.nc"
+    script = ("import json, resource, signal, sys\n"
+              "from workbench.errors import SaveError; from workbench.history import History; from workbench.live import Publisher\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+              "h = History(); p = Publisher(sys.argv[1], h, every=0)\n"
+              "h.log(1, loss=2.0); p.publish()\n"
+              "size = len(open(sys.argv[1] + '.live', 'rb').read())\n"
+              "hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (size + 10, hard))  # the soft limit: it can be lifted again\n"
+              "h.log(2, loss=1.0, note='x' * 200)\n"
+              "try:\n    p.publish()\nexcept SaveError as exc:\n    print(json.dumps({'errno': exc.errno, 'message': str(exc)}))\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))\n"
+              "h.log(3, loss=0.5); p.publish()  # room again: the next publish is whole (no partial line before it)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    error = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert error["errno"] == 27 and "file-size limit" in error["message"] and "run.nc.live" in error["message"]
+    live = LiveRecord(path)  # what was published before is intact, and so is what came after
+    assert live.record.loss.values.tolist() == [2.0, 0.5]
