@@ -9,8 +9,15 @@
 * A variable over ``step`` and one more dim (``matrix`` for per-matrix metrics) is a heatmap
   (that dim × step), one per record; a ``matrix`` picker also overlays that one row across records.
   Further dims (``index`` of a spectrum) are fixed by a position slider.
+* **Seed bands**: with ``over="seed"`` (the default when the open records differ in seed), runs that differ
+  only in ``over`` are pooled into one mean ± 95 % CI band per group of the other differing config keys
+  (:mod:`widgets.bands`, statistics by :func:`workbench.groups.summarize`); a table lists the config keys
+  that differ. ``smoothing`` and ``logy`` are the live plots' (:class:`widgets.series.TimeSeries`) controls:
+  the same debiased EMA, applied to each run before the statistics.
+* A record being written by another process (``open_record(path, follow=True)``) is shown live by
+  :class:`widgets.live_view.LiveRecordView` (``widgets.view(live)``).
 
-Plots are ``hvplot`` over the records' own ``xarray`` variables: the view computes nothing. Opening a
+Plots are drawn from the records' own ``xarray`` variables; the only statistics are :mod:`workbench.groups`'. Opening a
 path goes through :func:`workbench.open_record`, so a missing or damaged file is a one-line message.
 With ``root`` set (a public dashboard), only paths inside that folder can be opened.
 """
@@ -20,17 +27,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import holoviews as hv
+import pandas as pd
 import hvplot.xarray  # noqa: F401  (registers .hvplot on xarray objects)
 import panel as pn
 import param
 import xarray as xr
 
+from workbench import groups
 from workbench.errors import ConfigError
 from workbench.record import meta, open_record
 
+from . import bands, live_view  # noqa: F401  (live_view registers the view of a followed record)
 from .monitor import error_text, load_notebook_extension, resolve_inside
 from .registry import register_view
 from .resources import Alert, Markdown
+from .series import TimeSeries
 
 hv.renderer("bokeh")
 
@@ -53,6 +64,12 @@ class RecordView(pn.viewable.Viewer):
     variable = param.Selector(default=None, objects=[], allow_None=True, doc="Variable to plot against step.")
     root = param.String(default=None, allow_None=True, doc="If set, only paths inside this folder can be opened.")
     height = param.Integer(default=320, doc="Plot height in pixels.")
+    over = param.Selector(default="seed", objects=[bands.NONE, "seed"], check_on_set=False,
+                          doc="Pool runs that differ only in this config key into a mean ± 95% CI band ('none': "
+                              "one curve per record).")
+    smoothing = param.Number(default=0.0, bounds=TimeSeries.param.smoothing.bounds, step=0.05,
+                             doc=TimeSeries.param.smoothing.doc)
+    logy = param.Boolean(default=False, doc=TimeSeries.param.logy.doc)
 
     def __init__(self, record: xr.Dataset | None = None, **params):
         super().__init__(**params)
@@ -66,6 +83,11 @@ class RecordView(pn.viewable.Viewer):
         self.position = pn.widgets.IntSlider(label="Position", start=0, end=1, value=0, visible=False)
         self.alert = Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
         self.listing = Markdown("", sizing_mode="stretch_width")
+        self.over_select = pn.widgets.Select.from_param(self.param.over, label="Band over (mean ± 95% CI)")
+        self.smoothing_slider = pn.widgets.FloatSlider.from_param(self.param.smoothing)
+        self.logy_box = pn.widgets.Checkbox.from_param(self.param.logy, label="log y")
+        self.config_table = pn.pane.DataFrame(None, visible=False, sizing_mode="stretch_width", max_height=240)
+        self._keys: list[str] = []
         self.plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=self.height, linked_axes=False)
         self.row_select.param.watch(lambda _e: self._redraw(), "value")
         self.position.param.watch(lambda _e: self._redraw(), "value")
@@ -115,6 +137,19 @@ class RecordView(pn.viewable.Viewer):
         lines = [f"- **{label}**: {ds.sizes.get('step', 0)} steps, {len(step_variables(ds))} variables"
                  for label, ds in self.records.items()]
         self.listing.object = "\n".join(lines) or "*No record open.*"
+        keys = bands.differing_keys(self.records)
+        options = [bands.NONE] + [k for k in keys if k not in bands.NOT_GROUPING]
+        appeared = "seed" in options and "seed" not in self._keys
+        self._keys = keys
+        self.param.over.objects = options
+        if self.over not in options or (appeared and self.over == bands.NONE):
+            self.over = "seed" if "seed" in options else bands.NONE
+        table = groups.config_table(list(self.records.values())) if keys else None
+        if table is not None:
+            table.index = list(self.records)  # the labels the legend uses (which is what `label` says)
+            table = table.drop(columns=[c for c in bands.NOT_GROUPING if c in table.columns])
+        self.config_table.object = table
+        self.config_table.visible = table is not None
         self._on_variable()
 
     # ------------------------------------------------------------------ plotting
@@ -141,6 +176,50 @@ class RecordView(pn.viewable.Viewer):
             self.position.visible = False
         self._redraw()
 
+    def curves(self, row: str | None = None) -> dict[str, xr.DataArray]:
+        """One curve over ``step`` per record: the variable, or its ``row`` (e.g. a matrix) at the chosen
+        position; each carries its record's attributes (its config: what bands group by)."""
+        out = {}
+        for label, da in self._arrays().items():
+            extra = [d for d in da.dims if d != "step"]
+            if extra:
+                if row is None:
+                    continue
+                labels = [str(v) for v in da[extra[0]].values]
+                if row not in labels:
+                    continue
+                da = da.isel({extra[0]: labels.index(row)})
+                if len(extra) > 1:
+                    da = da.isel({d: min(self.position.value, da.sizes[d] - 1) for d in extra[1:]})
+            out[label] = da.copy().assign_attrs(**self.records[label].attrs)
+        return out
+
+    def band_data(self, row: str | None = None) -> dict[str, xr.DataArray]:
+        """Per group of runs: the ``summarize`` statistics (``stat`` × ``step``) the bands draw; ``{}`` when
+        ``over`` is 'none'."""
+        if self.over == bands.NONE:
+            return {}
+        return bands.band_data(self.curves(row), self.over, float(self.smoothing))
+
+    def _lines(self, row: str | None, title: str):
+        """The curves of every record (or the bands of their groups), smoothed and on a log axis as asked."""
+        var = self.variable
+        if self.over != bands.NONE:
+            layers = bands.band_elements(self.band_data(row), self.over, self.logy, value=var)
+        else:
+            beta, layers = float(self.smoothing), []
+            for label, da in self.curves(row).items():
+                da = da.dropna("step")
+                frame = pd.DataFrame({"step": da.step.values, var: da.values})
+                if beta > 0:
+                    layers.append(hv.Curve(frame, "step", var, label=label).opts(alpha=0.3))
+                    frame = frame.assign(**{var: bands.smoothed(da, beta).values})
+                layers.append(hv.Curve(frame, "step", var, label=f"{label} (smoothed)" if beta > 0 else label))
+        return hv.Overlay(layers).opts(
+            hv.opts.Curve(logy=self.logy, responsive=True, height=self.height, tools=["hover"], show_grid=True),
+            hv.opts.Area(logy=self.logy, responsive=True, height=self.height),
+            hv.opts.Overlay(title=title, legend_position="top_right", responsive=True, height=self.height))
+
     def figure(self):
         """The HoloViews object for the current variable (what the plot pane shows)."""
         arrays = self._arrays()
@@ -150,9 +229,7 @@ class RecordView(pn.viewable.Viewer):
         first = next(iter(arrays.values()))
         extra = [d for d in first.dims if d != "step"]
         if not extra:
-            curves = [da.dropna("step").hvplot.line(x="step", label=label, responsive=True, height=self.height)
-                      for label, da in arrays.items()]
-            return hv.Overlay(curves).opts(title=var, legend_position="top_right")
+            return self._lines(None, var)
         row_dim = extra[0]
         panels = []
         for label, da in arrays.items():
@@ -161,19 +238,14 @@ class RecordView(pn.viewable.Viewer):
             panels.append(da.transpose(row_dim, "step").hvplot.heatmap(
                 x="step", y=row_dim, C=var, title=f"{label}: {var}", responsive=True, height=self.height,
                 cmap="viridis", colorbar=True))
-        if self.row_select.value is not None:
-            row = self.row_select.value
-            curves = []
-            for label, da in arrays.items():
-                labels = [str(v) for v in da[row_dim].values]
-                if row in labels:
-                    sel = da.isel({row_dim: labels.index(row)})
-                    if len(extra) > 1:
-                        sel = sel.isel({d: min(self.position.value, sel.sizes[d] - 1) for d in extra[1:]})
-                    curves.append(sel.dropna("step").hvplot.line(x="step", label=label, responsive=True, height=self.height))
-            if curves:
-                panels.append(hv.Overlay(curves).opts(title=f"{var} [{row}]", legend_position="top_right"))
+        if self.row_select.value is not None and self.curves(self.row_select.value):
+            panels.append(self._lines(self.row_select.value, f"{var} [{self.row_select.value}]"))
         return hv.Layout(panels).cols(1)
+
+    @param.depends("over", "smoothing", "logy", watch=True)
+    def _on_view_option(self) -> None:
+        if hasattr(self, "plot"):  # not while the constructor sets parameters
+            self._redraw()
 
     def _redraw(self) -> None:
         try:
@@ -186,8 +258,8 @@ class RecordView(pn.viewable.Viewer):
         return pn.Row(
             pn.Column(pn.Row(self.path_input, self.open_button, align="end", sizing_mode="stretch_width"),
                       self.alert, self.listing, self.variable_select, self.row_select, self.position,
-                      self.clear_button, width=340),
-            self.plot, sizing_mode="stretch_width")
+                      self.over_select, self.smoothing_slider, self.logy_box, self.clear_button, width=340),
+            pn.Column(self.plot, self.config_table, sizing_mode="stretch_width"), sizing_mode="stretch_width")
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         load_notebook_extension()

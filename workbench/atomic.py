@@ -258,6 +258,32 @@ def write_bytes(path, data, what: str = "file", owns: Callable[[Path], bool] | N
     return write_file(path, lambda f: f.write(data), what=what, owns=owns)
 
 
+def append(fd: int, data: bytes, target, what: str = "file", fsync: bool = False) -> None:
+    """Append one record ``data`` (ending in a newline) to a file opened with ``O_APPEND``, in one ``write``.
+
+    The append-only counterpart of the saves above (live journals, :mod:`workbench.live`): a reader that
+    takes only complete lines sees the record whole or not at all, and a crash can only leave a partial last
+    line. An OS error (disk full, file-size limit …) raises :class:`SaveError` naming ``target``; the partial
+    record is cut off again, so what was appended before stays readable and later appends stay whole.
+    """
+    start = os.fstat(fd).st_size
+    view = memoryview(data)
+    try:
+        while view:  # a short write (a size limit, a full disk) is retried: the next write says why it stopped
+            view = view[os.write(fd, view):]
+        if fsync:
+            os.fsync(fd)
+    except OSError as exc:
+        try:
+            os.ftruncate(fd, start)  # no partial record left for the next append to run into
+        except OSError:
+            pass
+        cause = _os_error_in(exc) or exc
+        problem, fix = _PROBLEMS.get(cause.errno, (cause.strerror or str(cause), "check the path and try again"))
+        raise SaveError(f"Could not append to the {what} {str(target)!r}: {problem}. What was written before is "
+                        f"intact; {fix}.", errno=cause.errno) from None
+
+
 # ----------------------------------------------------------------------------- folders
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100

@@ -5,6 +5,9 @@
     workbench train --nproc-per-node 2 --preset gpt2-1m --steps 200 --out runs/run.nc   # DDP, via torchrun
     workbench train --nproc-per-node 2 --strategy fsdp ...                              # sharded (FSDP2)
 
+With ``--out``, the run publishes its history beside the record (``OUT.live``, every ``--publish-every`` s)
+while it trains: ``open_record(OUT, follow=True)`` or the dashboard's Records tab follow it (:mod:`workbench.live`).
+
 Every path and value is checked before training starts; a mistake prints one line
 (``workbench: error: ...``, exit 2). Ctrl-C or SIGTERM during training stops at the next step boundary
 and saves the record and checkpoint it was asked for (exit 130 / 143); a second Ctrl-C quits at once.
@@ -126,6 +129,8 @@ def _train(args) -> int:
     from .run import Run
 
     # everything a person can get wrong is checked here, before any data is loaded or step is taken
+    if args.publish_every < 0 or args.publish_every != args.publish_every:
+        raise ConfigError(f"--publish-every must be ≥ 0 seconds (0: off), got {args.publish_every}.")
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps must be ≥ 1, got {args.steps}; leave it out to train up to max_steps.")
     check_outputs(args.out, args.checkpoint)
@@ -172,6 +177,8 @@ def _train(args) -> int:
         if run.global_step + steps > run.max_steps:
             run.max_steps = run.global_step + steps
 
+    if args.out and main_rank and args.publish_every > 0:  # followable live: open_record(out, follow=True)
+        run.publish(args.out, every=args.publish_every)
     guard = _StopOnSignal(run)
     with guard:  # stays on while saving: a first signal then lets the save finish
         try:
@@ -290,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--log-every", dest="log_every", type=int)
     t.add_argument("--set", action="append", metavar="NAME=VALUE", help="any other run parameter (repeatable)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--publish-every", dest="publish_every", type=float, default=1.0, metavar="SECONDS",
+                   help="publish the history beside --out (OUT.live) at most every SECONDS while training, so "
+                        "open_record(OUT, follow=True) and the dashboard can follow it (0: off; default 1)")
     t.add_argument("--nproc-per-node", dest="nproc_per_node", type=int, metavar="N",
                    help="data-parallel over N processes on this machine, launched by torchrun; --batch-size "
                         "stays the global batch (see docs/run.md)")

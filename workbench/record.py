@@ -60,7 +60,8 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def _encode_attrs(attrs: dict) -> dict:
+def encode_attrs(attrs: dict) -> dict:
+    """Attributes as netCDF allows them: dicts and lists as JSON strings, bools as ints, None left out."""
     out = {}
     for key, value in attrs.items():
         if value is None:
@@ -79,7 +80,7 @@ def _encode_attrs(attrs: dict) -> dict:
 def annotate(ds: xr.Dataset, **attrs) -> xr.Dataset:
     """A copy of ``ds`` with encoded attributes added (dicts become JSON)."""
     out = ds.copy()
-    out.attrs.update(_encode_attrs(attrs))
+    out.attrs.update(encode_attrs(attrs))
     out.attrs.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     out.attrs.setdefault("run_id", new_run_id())
     out.attrs.setdefault("versions", json.dumps(versions(), sort_keys=True))
@@ -150,14 +151,27 @@ def save(ds: xr.Dataset, path: str | os.PathLike, **attrs) -> Path:
     return atomic.write_bytes(path, data, what="record", owns=is_netcdf)
 
 
-def open_record(path: str | os.PathLike) -> xr.Dataset:
+def open_record(path: str | os.PathLike, follow: bool = False, wait: float = 0.0):
     """Load a saved record fully into memory (the file is closed again).
+
+    ``follow=True`` returns a :class:`workbench.live.LiveRecord` instead: the record of a run another
+    process is writing (``workbench train --out path``, ``run.publish(path)``), read as it grows —
+    ``update()`` reads what is new, ``record`` is the Dataset so far, ``status`` says ``running``,
+    ``finished``, ``stopped``… or ``died``; ``widgets.view(live)`` shows it live. ``wait`` is how many
+    seconds to wait for the run to start publishing. A path whose record was never saved (the writer
+    crashed) but whose live journal is there opens as what was published (``status`` ``died``).
 
     Raises ``MissingPathError`` for a missing path and ``CorruptFileError`` for a truncated or
     non-record file, naming the path.
     """
+    from . import live
+
+    if follow:
+        return live.follow(path, wait=wait)
     path = Path(path)
     atomic.recover(path)
+    if not path.exists() and live.journal_path(path).exists():
+        return live.LiveRecord(path).record
     if not path.exists():
         raise MissingPathError(f"No record at {str(path)!r}. Pass the path of a file written by save() or Run.save_record().")
     try:

@@ -1,11 +1,14 @@
-"""The Records tab: save this session's records, open and compare saved ones.
+"""The Records tab: save this session's records, open and compare saved ones, follow runs being written.
 
 Save: pick one of the session's stages (every tab opened so far) and a file name; the record goes to the
 session's own folder (:class:`~widgets.dashboard.files.SessionFiles`), ``.nc`` or ``.zarr``. Open: pick a
 record from the list — this session's files and the operator's shared records in the results folder,
 never another session's — to add it to the comparison (``widgets.view(record)``: every record is a curve
-on the same axes). Visitors pick names from lists; a typed file name is only ever resolved inside the
-session's folder.
+on the same axes; runs that differ only in their seed are drawn as mean ± 95 % CI bands, with a table of
+the config keys that differ). Follow: a run that another process is writing into one of those folders
+(``workbench train --out results/run.nc``) is listed as ``run.nc (live)``; Follow shows it live
+(:class:`widgets.live_view.LiveRecordView`) until it ends, then says how it ended. Visitors pick names from
+lists; a typed file name is only ever resolved inside the session's folder.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from workbench.errors import ConfigError
 
 from widgets.resources import Alert, Markdown
 
-from .files import RECORD_SUFFIXES, public_message
+from .files import RECORD_SUFFIXES, SESSIONS, public_message
 
 log = logging.getLogger("workbench.dashboard")
 
@@ -31,6 +34,28 @@ def stage_record(stage):
     if hasattr(stage, "points"):
         return stage.points()
     raise ConfigError(f"A {type(stage).__name__} keeps no record to save.")
+
+
+LIVE = " (live)"
+
+
+def live_records(files) -> dict[str, os.PathLike]:
+    """Runs being written where this session may read (its folder; the shared results but not other
+    sessions'): ``{"run.nc (live)": record path}`` for every live journal (:mod:`workbench.live`)."""
+    from workbench.live import SUFFIX, record_path
+
+    found = {}
+    for base, own in ((files.folder, True), (files.results_dir, False)):
+        if not base.is_dir():
+            continue
+        for journal in sorted(base.rglob("*" + SUFFIX)):
+            rel = journal.relative_to(base)
+            if not own and rel.parts[0] == SESSIONS:
+                continue
+            target = record_path(journal)
+            if target.suffix in RECORD_SUFFIXES and journal.is_file():
+                found[files.display(target) + LIVE] = target
+    return found
 
 
 class RecordsTab(pn.viewable.Viewer):
@@ -45,18 +70,23 @@ class RecordsTab(pn.viewable.Viewer):
         self.record_select = pn.widgets.Select(label="Saved records", options=[], width=320)
         self.open_button = pn.widgets.Button(label="Open (compare)", color="default")
         self.refresh_button = pn.widgets.Button(label="Refresh lists", color="default")
+        self.follow_button = pn.widgets.Button(label="Follow (live)", color="default",
+                                               description="Show a run being written, live, until it ends")
         self.alert = Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
         self.info = Alert("", alert_type="success", visible=False, sizing_mode="stretch_width")
         self.compare = pn.Column(Markdown("*Open a record to plot it; open more to compare them.*"),
                                  sizing_mode="stretch_width")
         self.view = None
+        self.following: list = []  # LiveRecordViews, newest first
+        self.followed = pn.Column(sizing_mode="stretch_width")
         self.save_button.on_click(lambda _e: self._guarded(self.save))
         self.open_button.on_click(lambda _e: self._guarded(self.open))
         self.refresh_button.on_click(lambda _e: self.refresh())
+        self.follow_button.on_click(lambda _e: self._guarded(self.follow))
         self._layout = pn.Column(
             pn.Row(self.stage_select, self.name_input, self.save_button, align="end"),
-            pn.Row(self.record_select, self.open_button, self.refresh_button, align="end"),
-            self.alert, self.info, self.compare, sizing_mode="stretch_width")
+            pn.Row(self.record_select, self.open_button, self.follow_button, self.refresh_button, align="end"),
+            self.alert, self.info, self.followed, self.compare, sizing_mode="stretch_width")
 
     def __panel__(self):
         return self._layout
@@ -67,7 +97,7 @@ class RecordsTab(pn.viewable.Viewer):
         self.stage_select.options = stages
         if stages and self.stage_select.value not in stages:
             self.stage_select.value = stages[0]
-        records = list(self.session.files.records())
+        records = [*self.session.files.records(), *live_records(self.session.files)]
         self.record_select.options = records
         if records and self.record_select.value not in records:
             self.record_select.value = records[-1]
@@ -90,14 +120,38 @@ class RecordsTab(pn.viewable.Viewer):
         self.record_select.value = shown
         return f"Saved the record of {label} as {shown} (in your session's folder)."
 
-    def open(self) -> str:
-        """Add the selected saved record to the comparison."""
-        label = self.record_select.value
+    def _path(self, label: str):
+        """The path of a listed record or live run (the only way a visitor names a file)."""
         if not label:
-            raise ConfigError("No saved record yet: save one above first.")
-        from workbench import open_record
+            raise ConfigError("No saved record yet: save one above first (or Refresh lists).")
+        if label.endswith(LIVE):
+            live = live_records(self.session.files)
+            if label not in live:
+                raise ConfigError(f"{label} is no longer being written: Refresh lists and open its saved record.")
+            return live[label]
+        return self.session.files.opened(label)
 
-        ds = open_record(self.session.files.opened(label))
+    def follow(self) -> str:
+        """Follow the selected record live (a run being written; a saved record shows as ended)."""
+        label = self.record_select.value
+        from workbench.live import LiveRecord
+
+        from widgets.live_view import LiveRecordView
+
+        live = LiveRecord(self._path(label))
+        view = LiveRecordView(live, title=label)
+        self.following.insert(0, view)
+        self.followed[:] = self.following
+        return f"Following {label}: {live.status} at step {live.global_step}."
+
+    def open(self) -> str:
+        """Add the selected saved record (or what a live run published so far) to the comparison."""
+        label = self.record_select.value
+        from workbench import open_record
+        from workbench.live import LiveRecord
+
+        path = self._path(label)
+        ds = LiveRecord(path).record if label.endswith(LIVE) else open_record(path)
         if self.view is None:
             import widgets
 
@@ -120,6 +174,7 @@ class RecordsTab(pn.viewable.Viewer):
             self.info.visible = True
 
     def close(self) -> None:
-        stop = getattr(self.view, "stop_polling", None)
-        if callable(stop):
-            stop()
+        for view in [self.view, *self.following]:
+            stop = getattr(view, "stop_polling", None)
+            if callable(stop):
+                stop()
