@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 from xarray import Dataset as xr_Dataset
 
+from . import fsdp
 from .data.base import Dataset
 from .record import annotate, encode_attrs, save as save_record_file
 
@@ -27,7 +28,7 @@ class RunFiles:
         origin = dict(getattr(self.model, "workbench_origin", {}) or {})
         n_params = sum(p.numel() for p in self.model.parameters())
         n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        return {**origin, "class": type(self.model).__name__, "parameters": n_params, "trainable": n_train}
+        return {**origin, "class": fsdp.class_name(self.model), "parameters": n_params, "trainable": n_train}
 
     def record_attrs(self) -> dict:
         """The attributes the record carries: ids, lineage, stage, config, model, data, seed, status, step."""
