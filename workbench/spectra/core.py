@@ -168,8 +168,9 @@ def stack(matrices: Mapping[str, torch.Tensor], names: list[str], device=None) -
     return torch.stack([matrices[n].detach().to(device=dev, dtype=dtype) for n in names])
 
 
-def svdvals(batch: torch.Tensor) -> torch.Tensor:
-    """Singular values of ``[..., m, n]`` (fp32 or fp64), descending, as √eig(WᵀW) of the tall orientation.
+def svdvals(batch: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    """Singular values of ``[..., m, n]`` or of a list of same-shaped matrices (fp32 or fp64), descending, as
+    √eig(WᵀW) of the tall orientation.
 
     :func:`~workbench.spectra.eig.gram_singular_values`: one GEMM pass over W and an r × r eigensolve instead
     of LAPACK's SVD of W (~3× less time on GPT-2-small); matrices too ill-conditioned for an fp32 Gram matrix
@@ -307,14 +308,15 @@ def model_spectra(model, *, include=None, exclude=None, embeddings: bool = True,
         for (shape, _), group in group_by_shape(mats).items():
             rand = None
             if top_k is None:
-                batch = stack(mats, group, dev)  # [b, m, n]
-                _check_finite(batch, f"one of the matrices {group}")
-                fro_sq = batch.pow(2).sum((-2, -1))  # [b]
-                s = svdvals(batch)  # [b, r]
+                # no stacked copy: each matrix's Gram matrix is formed from the weight itself (NaN/inf show on
+                # its diagonal), and Σσ² = ‖W‖_F² comes from the eigenvalues
+                dtype = torch.float64 if any(mats[n].dtype == torch.float64 for n in group) else torch.float32
+                s = svdvals([mats[n].detach().to(device=dev, dtype=dtype) for n in group])  # [b, r]
+                fro_sq = s.double().pow(2).sum(-1)  # [b]
                 erank = effective_rank_sv(s, shape).tolist()
                 nrank = numerical_rank_sv(s, shape).tolist()
                 if randomize and alpha:
-                    rand = svdvals(permuted(batch, generator)).double().cpu().numpy()
+                    rand = svdvals(permuted(stack(mats, group, dev), generator)).double().cpu().numpy()
             else:
                 s = torch.stack([tops[n] for n in group])  # [b, k]
                 fro_sq = torch.stack([frobenius_sq(tensors[n]) for n in group]).to(s.dtype)  # [b]
