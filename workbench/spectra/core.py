@@ -13,7 +13,7 @@ Definitions (σ the singular values, descending):
   WᵀW — see :func:`fit_power_law` (the WeightWatcher estimator).
 
 :func:`model_spectra` analyses every matrix of a model (:func:`workbench.matrices.weight_matrices`:
-canonical names, ``[out, in]``, Conv1D transposed, PEFT effective weights) with one batched SVD call
+canonical names, ``[out, in]``, Conv1D transposed, PEFT effective weights) with one batched spectrum call
 per distinct shape, on the model's device.
 
 >>> import torch
@@ -244,14 +244,15 @@ def _model_device(model) -> torch.device | None:
 def model_spectra(model, *, include=None, exclude=None, embeddings: bool = True, top_k: int | None = None,
                   oversample: int = 16, degrees=(4, 6), precision: str = "auto", tol: float = 1e-3, device=None,
                   alpha: bool = True, randomize: bool = False, generator: torch.Generator | None = None) -> xr.Dataset:
-    """Spectra of every weight matrix of ``model``, one batched SVD per distinct shape.
+    """Spectra of every weight matrix of ``model``, one batched call per distinct shape.
 
     Parameters
     ----------
     model : a torch model (PEFT models through their effective weights), a :class:`~workbench.Snapshot`, or a
         mapping name → ``[out, in]`` tensor.
     include, exclude : regular expression or predicate on canonical names; ``embeddings``: keep embedding tables.
-    top_k : ``None`` computes every singular value exactly (``torch.linalg.svdvals``). An integer computes only
+    top_k : ``None`` computes every singular value (:func:`svdvals`: √eig(WᵀW), fp64 where fp32 does not resolve
+        the spectrum; within 5e-5 of an SVD). An integer computes only
         the top ``top_k`` from the Gram matrix by Chebyshev-filtered subspace iteration
         (:func:`~workbench.spectra.topk.top_singular_values`: one filter round per entry of ``degrees`` on a
         ``top_k + oversample``-wide block; ``precision`` "auto" multiplies by W in bf16 where that is native;
