@@ -17,9 +17,12 @@
 4. Training ``gpt2-1m`` 100 steps with a ``SpectraProbe`` every 50 steps (ranks, intruders and the heavy-tailed
    family: α, log norms, MP fit) vs without.
 5. Heavy-tailed metrics (issue 16): WeightWatcher ``analyze()`` (its default metrics: α, x_min, D, log norms,
-   α-weighted, log α-norm, stable rank) vs ``model_spectra`` computing the same (plus the MP fit), full and top-k,
-   with the α error against WeightWatcher's; the top-k time against its floor — the flops the method needs
-   (Gram matrices, filter products, Rayleigh–Ritz) over this machine's measured matmul rate in the dtype used.
+   α-weighted, log α-norm, stable rank) vs ``model_spectra`` computing the same (plus the MP fit), full and top-k
+   (top-64 in ``auto`` = bf16 here, and in fp32 = what ``auto`` runs on a CPU without native bf16), with the α
+   error against WeightWatcher's per matrix, on two bases: GPT-2-small at random init, and the same with a planted
+   power-law tail on every matrix (:func:`planted_heavy_tails`; what a trained layer looks like). Each mode is
+   also timed against its floor — the GEMMs (and, in full mode, LAPACK's eigensolves) it cannot skip, run side
+   by side with it so both see the same load; the floor from separately measured rates is printed as detail.
    Printed with the CPU's bf16 capability (``avx512_bf16``/``amx_bf16`` in /proc/cpuinfo).
 
 Everything else runs single-threaded (torch and BLAS): on the shared 2-core machine, OpenMP spin-waits made
