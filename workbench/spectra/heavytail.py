@@ -102,11 +102,12 @@ def fit_power_law(eigenvalues, threshold: float | None = None) -> PowerLawFit:
     ok = (alphas > 1.0) & np.isfinite(alphas)
     # KS distance of every candidate i: max_{j ≥ i} |1 − (λ_j/λ_i)^(1−α_i) − (j − i)/n_i|, in blocks of
     # candidates (an [i, j] table of a few MB) instead of a Python loop
-    j = np.arange(n_all)
-    step = max(1, (1 << 21) // n_all)
+    # (blocks of ≤ 128 candidates, each against the columns j ≥ its first i only: about half the table)
+    step = max(1, min(128, (1 << 21) // n_all))
     for lo in range(0, n_all - 1, step):
         i = np.arange(lo, min(lo + step, n_all - 1))
-        expo = (1.0 - alphas[i])[:, None] * (log[None, :] - log[i][:, None])  # (1 − α_i)·ln(λ_j/λ_i)
+        j = np.arange(lo, n_all)
+        expo = (1.0 - alphas[i])[:, None] * (log[None, lo:] - log[i][:, None])  # (1 − α_i)·ln(λ_j/λ_i)
         with np.errstate(over="ignore", invalid="ignore"):
             diff = np.abs(1.0 - np.exp(expo) - (j[None, :] - i[:, None]) / n[i][:, None])
         diff[j[None, :] < i[:, None]] = 0.0  # only the tail j ≥ i counts
