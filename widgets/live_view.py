@@ -44,7 +44,7 @@ class LiveRecordView(Poller, pn.viewable.Viewer):
         self.status = Markdown(self._status_text(), sizing_mode="stretch_width")
         self.alert = Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
         self.plots = ProbeView(live, poll=False)
-        self._layout = pn.Column(pn.pane.Markdown(f"#### {self.title}"), self.status, self.alert, self.plots,
+        self._layout = pn.Column(Markdown(f"#### {self.title}"), self.status, self.alert, self.plots,
                                  sizing_mode="stretch_width")
         self.poll()
         if poll and live.running:
