@@ -180,7 +180,7 @@ def config_table(records: Iterable):
 
 # ---------------------------------------------------------------- findings: a paired comparison stated as evidence
 
-VERDICTS = ("reproduced", "opposite", "not settled", "one run")
+VERDICTS = ("reproduced", "opposite", "not settled", "too few runs")
 
 
 def finding(claim: str, a: xr.DataArray, b: xr.DataArray | float = 0.0, over: str = "seed",
@@ -191,7 +191,7 @@ def finding(claim: str, a: xr.DataArray, b: xr.DataArray | float = 0.0, over: st
     :func:`sign_count`'s numbers for ``a − b`` plus ``agree`` (pairs in the expected direction), ``claim``,
     ``expect``, ``verdict`` and ``text`` (one line for a notebook or a doc). The verdict reads the 95 % CI of
     the mean difference: ``"reproduced"`` when it excludes 0 on the expected side, ``"opposite"`` when it
-    excludes 0 on the other side, ``"not settled"`` when it covers 0, ``"one run"`` with fewer than 2 pairs.
+    excludes 0 on the other side, ``"not settled"`` when it covers 0, ``"too few runs"`` with fewer than 2 pairs.
 
     >>> a = xr.DataArray([2.0, 3.0, 2.5], dims="seed")
     >>> f = finding("A beats B", a, 1.0)
@@ -208,7 +208,7 @@ def finding(claim: str, a: xr.DataArray, b: xr.DataArray | float = 0.0, over: st
     sign = 1.0 if expect == "greater" else -1.0
     agree = int((sign * diff > 0).sum())
     if out["n"] < 2:
-        verdict = "one run"
+        verdict = "too few runs"
     elif (sign > 0 and out["ci_low"] > 0) or (sign < 0 and out["ci_high"] < 0):
         verdict = "reproduced"
     elif (sign > 0 and out["ci_high"] < 0) or (sign < 0 and out["ci_low"] > 0):
