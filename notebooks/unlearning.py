@@ -26,7 +26,8 @@
 # * **utility**: answer probability on retained facts, general text, and *model utility* (their harmonic mean with
 #   the retain truth score);
 # * **robustness**: a relearning attack fine-tunes a copy on a few forget facts for a few steps; how much
-#   of the *held-out* forget facts comes back?
+#   of the *held-out* forget facts comes back? — and, over several disjoint forget sets and seeds, does SAM
+#   make that harder (paired SAM − plain differences with 95 % CIs and a verdict)?
 # * **privacy**: membership inference — can an attacker tell the forget facts (members of the target's
 #   training data) from *holdout* facts (same templates, never trained on by any model)? AUC of six attacks
 #   (LOSS, ZLib, Min-K %, Min-K %++, GradNorm, Reference), **privleak** = (AUC − AUC_oracle)/AUC_oracle,
@@ -380,5 +381,7 @@ print(f"saved {results_path}; total {time.time() - t0:.0f} s")
 # %% [markdown]
 # ## What the numbers say
 # The last run of this notebook at its defaults (gpt2-1m, 40 entities, forget10, 30 unlearning steps at
-# lr 3e-4) is summarized in `docs/unlearning.md` — read the tables above for this run's own numbers, and the
-# privacy summary's `verdict` column for which methods leave the forget set detectable in this run.
+# lr 3e-4) is summarized in `docs/unlearning.md` — read the tables above for this run's own numbers, the
+# privacy summary's `verdict` column for which methods leave the forget set detectable in this run, and the
+# SAM-vs-plain lines (one per method and measure: difference, 95 % CI over the (forget set, seed) pairs, sign
+# count, verdict) for whether SAM made relearning harder here.
