@@ -59,4 +59,4 @@ def test_unlearning_notebook(run_notebook, tmp_path, monkeypatch):
     assert int(ds.sam_n[0]) == 4 and int(ds.sam_agree[0]) == int((after < 0).sum())
     half = stats.t.ppf(0.975, 3) * after.values.std(ddof=1) / 2
     assert float(ds.sam_ci_high[0]) == pytest.approx(float(after.mean()) + half)
-    assert str(ds.sam_verdict[0]) in {"reproduced", "opposite", "not settled"} and "npo+SAM" in ds.attrs["sam_findings"]
+    assert ds.sam_verdict[0].item() in {"reproduced", "opposite", "not settled"} and "npo+SAM" in ds.attrs["sam_findings"]
