@@ -244,9 +244,13 @@ def ci_table(ds: xr.Dataset, over: str = "seed", variables: Sequence[str] | None
     if len(rows) > 1:
         raise ConfigError(f"ci_table needs at most one dim besides {over!r}; the summary has {rows}. Select first.")
 
+    def num(x: float, sig: int) -> str:  # ``sig`` significant digits, but never an exponent for 100 … 99999
+        mag = math.floor(math.log10(abs(x))) if math.isfinite(x) and x != 0 else 0
+        return f"{x:.{max(sig, min(mag + 1, 5))}g}"
+
     def cell(da):
         mean, lo, hi = (float(da.sel(stat=k)) for k in ("mean", "ci_low", "ci_high"))
-        return f"{mean:.{digits}g} ± {(hi - lo) / 2:.2g}" if math.isfinite(hi) else f"{mean:.{digits}g}"
+        return f"{num(mean, digits)} ± {num((hi - lo) / 2, 2)}" if math.isfinite(hi) else num(mean, digits)
 
     if not rows:
         return pd.DataFrame({v: [cell(s[v])] for v in s.data_vars}, index=["all"])
