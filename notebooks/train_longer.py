@@ -166,10 +166,11 @@ if interactive:
         """Mean ± 95 % CI over seeds of ``var`` for each schedule."""
         plots = []
         for s in band.schedule.values:
-            b = band[var].sel(schedule=s).dropna("step")
+            b = band[var].sel(schedule=s).dropna("step", how="all")
+            b = b.sel(step=b.step > 0) if logx else b  # no step 0 on a log axis
             steps_ = b.step.values
             plots.append(hv.Area((steps_, b.sel(stat="ci_low").values, b.sel(stat="ci_high").values),
-                                 vdims=["y", "y2"], label=str(s)).opts(alpha=0.25))
+                                 kdims=["step"], vdims=[var, f"{var}_high"], label=str(s)).opts(alpha=0.25))
             plots.append(hv.Curve((steps_, b.sel(stat="mean").values), "step", var, label=str(s)))
         return hv.Overlay(plots).opts(title=title, logx=logx, width=420, height=300, legend_position="top_right")
 
