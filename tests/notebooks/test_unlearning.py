@@ -60,3 +60,5 @@ def test_unlearning_notebook(run_notebook, tmp_path, monkeypatch):
     half = stats.t.ppf(0.975, 3) * after.values.std(ddof=1) / 2
     assert float(ds.sam_ci_high[0]) == pytest.approx(float(after.mean()) + half)
     assert ds.sam_verdict[0].item() in {"reproduced", "opposite", "not settled"} and "npo+SAM" in ds.attrs["sam_findings"]
+    by_set = after.groupby(ds.forget_set).mean()  # the forget set as the unit: 2 set means
+    assert int(ds.sam_n[2]) == 2 and float(ds.sam_mean_diff[2]) == pytest.approx(float(by_set.mean()))
