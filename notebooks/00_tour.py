@@ -36,6 +36,7 @@ lr: float = 1e-3  # peak learning rate (AdamW)
 schedule: str = "cosine"  # learning-rate schedule: constant, cosine, linear or wsd
 device: str = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
 seed: int = 0  # seeds the data order and the run's RNG stream
+seeds: list = [1, 2]  # the "several seeds" section: the same run again with these seeds (empty: skip it)
 interactive: bool = True  # True: show the live monitor and train in the background; False: blocking run()
 results_path: str = "results/00_tour.nc"  # where the run's record (xarray Dataset) is written
 
@@ -117,6 +118,34 @@ if not interactive:
     first, last = float(record.loss.isel(step=0)), float(record.loss.dropna("step").isel(step=-1))
     print(f"training loss {first:.3f} → {last:.3f} over {run.global_step} steps")
     assert run.status == "finished" and run.global_step == steps
+
+# %% [markdown]
+# ## Several seeds: one run is an anecdote
+# The tour states no research finding, so one run is enough above. A finding needs seeds: train the same
+# configuration with each seed in `seeds` (here short, headless), stack the records along a `seed` dim with
+# `combine(records, over="seed")` (outer-joined on `step`), and `summarize` gives mean, sd, the 95 % CI of
+# the mean and n at every step. Every gallery notebook reports its findings this way, with `finding` (a paired
+# difference over seeds, a sign count and a verdict from the CI).
+
+# %%
+if seeds:
+    from workbench import combine, summarize
+
+    if interactive:
+        run.wait()  # the main run is still training in the background: let it finish first
+    group = [run] + [Run(model, ds, batch_size=batch_size, lr=lr, schedule=schedule, max_steps=steps, device=device,
+                         seed=int(s), log_every=5, eval_every=max(1, steps // 4), label=f"tour s{s}")
+                     for s in seeds if int(s) != seed]
+    for other in group[1:]:
+        other.run(progress=False)
+    band = summarize(combine(group, over="seed")[["loss", "val_loss"]], over="seed")
+    final = band.val_loss.dropna("step", how="all").isel(step=-1)
+    print(f"final val loss over {int(final.sel(stat='n'))} seeds: {float(final.sel(stat='mean')):.3f} "
+          f"(95 % CI {float(final.sel(stat='ci_low')):.3f} – {float(final.sel(stat='ci_high')):.3f}, "
+          f"sd {float(final.sel(stat='sd')):.3f})")
+    seeds_path = Path(results_path).with_name(Path(results_path).stem + "_seeds.nc")  # next to the main record
+    workbench.record.save(band, seeds_path, notebook="00_tour")
+    print("seed summary written to", seeds_path)
 
 # %% [markdown]
 # ## Save the record, open it again

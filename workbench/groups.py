@@ -176,3 +176,84 @@ def config_table(records: Iterable):
     if len(set(index)) != len(index):
         index = [f"{name} ({i})" for i, name in enumerate(index)]
     return pd.DataFrame([{k: c.get(k) for k in differ} for c in configs], index=index, columns=differ)
+
+
+# ---------------------------------------------------------------- findings: a paired comparison stated as evidence
+
+VERDICTS = ("reproduced", "opposite", "not settled", "too few runs")
+
+
+def finding(claim: str, a: xr.DataArray, b: xr.DataArray | float = 0.0, over: str = "seed",
+            expect: str = "greater") -> dict:
+    """One claim of a paper tested over paired runs: ``a`` vs ``b`` per ``over`` (seed), with a verdict.
+
+    ``expect`` is the paper's direction: ``"greater"`` (a > b) or ``"less"`` (a < b). Returns
+    :func:`sign_count`'s numbers for ``a − b`` plus ``agree`` (pairs in the expected direction), ``claim``,
+    ``expect``, ``verdict`` and ``text`` (one line for a notebook or a doc). The verdict reads the 95 % CI of
+    the mean difference: ``"reproduced"`` when it excludes 0 on the expected side, ``"opposite"`` when it
+    excludes 0 on the other side, ``"not settled"`` when it covers 0, ``"too few runs"`` with fewer than 2 pairs.
+
+    >>> a = xr.DataArray([2.0, 3.0, 2.5], dims="seed")
+    >>> f = finding("A beats B", a, 1.0)
+    >>> f["verdict"], f["agree"], f["n"]
+    ('reproduced', 3, 3)
+    >>> finding("A below B", a, 1.0, expect="less")["verdict"]
+    'opposite'
+    """
+    if expect not in ("greater", "less"):
+        raise ConfigError(f"expect must be 'greater' (a > b) or 'less' (a < b), got {expect!r}.")
+    out = sign_count(a, b, over)
+    diff = (a - b).astype(float).values.ravel()
+    diff = diff[np.isfinite(diff)]
+    sign = 1.0 if expect == "greater" else -1.0
+    agree = int((sign * diff > 0).sum())
+    if out["n"] < 2:
+        verdict = "too few runs"
+    elif (sign > 0 and out["ci_low"] > 0) or (sign < 0 and out["ci_high"] < 0):
+        verdict = "reproduced"
+    elif (sign > 0 and out["ci_high"] < 0) or (sign < 0 and out["ci_low"] > 0):
+        verdict = "opposite"
+    else:
+        verdict = "not settled"
+    out.update(claim=claim, expect=expect, agree=agree, verdict=verdict)
+    out["text"] = (f"{claim}: {verdict.upper()} — difference {out['mean_diff']:+.3g} "
+                   f"[{out['ci_low']:+.3g}, {out['ci_high']:+.3g}] (95 % CI, n = {out['n']}), "
+                   f"in the paper's direction in {agree}/{out['n']} {over}s")
+    return out
+
+
+def findings_dataset(findings: Sequence[dict], dim: str = "finding") -> xr.Dataset:
+    """Findings (from :func:`finding`) as a Dataset over ``dim``: ``mean_diff``, ``ci_low``, ``ci_high``,
+    ``agree``, ``n``, ``verdict``, ``claim`` and ``text`` — what a notebook saves next to its runs."""
+    if not findings:
+        raise ConfigError("findings_dataset() needs at least one finding (see workbench.groups.finding).")
+    index = list(range(len(findings)))
+    data = {k: (dim, [float(f[k]) for f in findings]) for k in ("mean_diff", "ci_low", "ci_high")}
+    data.update({k: (dim, [int(f[k]) for f in findings]) for k in ("agree", "n")})
+    data.update({k: (dim, [str(f[k]) for f in findings]) for k in ("verdict", "claim", "expect", "text")})
+    return xr.Dataset(data, coords={dim: index})
+
+
+def ci_table(ds: xr.Dataset, over: str = "seed", variables: Sequence[str] | None = None, digits: int = 3):
+    """A ``pandas.DataFrame`` of ``"mean ± half-width"`` (95 % CI over ``over``) per variable, one row per value of
+    the one remaining dim (or one row when none remains)."""
+    import pandas as pd
+
+    s = summarize(ds, over=over, variables=variables)
+    rows = [d for d in s.dims if d != "stat"]
+    if len(rows) > 1:
+        raise ConfigError(f"ci_table needs at most one dim besides {over!r}; the summary has {rows}. Select first.")
+
+    def num(x: float, sig: int) -> str:  # ``sig`` significant digits, but never an exponent for 100 … 99999
+        mag = math.floor(math.log10(abs(x))) if math.isfinite(x) and x != 0 else 0
+        return f"{x:.{max(sig, min(mag + 1, 5))}g}"
+
+    def cell(da):
+        mean, lo, hi = (float(da.sel(stat=k)) for k in ("mean", "ci_low", "ci_high"))
+        return f"{num(mean, digits)} ± {num((hi - lo) / 2, 2)}" if math.isfinite(hi) else num(mean, digits)
+
+    if not rows:
+        return pd.DataFrame({v: [cell(s[v])] for v in s.data_vars}, index=["all"])
+    dim = rows[0]
+    return pd.DataFrame({v: [cell(s[v].sel({dim: x})) for x in s[dim].values] for v in s.data_vars},
+                        index=pd.Index(s[dim].values, name=dim))

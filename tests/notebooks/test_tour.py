@@ -35,3 +35,15 @@ def test_tour_interactive_displays_the_monitor(run_notebook, tmp_path):
              for m in o.get("data", {})}
     # Displaying the run rendered a Panel/Bokeh view (the TrainingMonitor), not just its repr.
     assert "application/vnd.holoviews_exec.v0+json" in mimes, mimes
+
+
+def test_tour_summarizes_the_run_over_seeds(run_notebook):
+    path = run_notebook("00_tour", steps=6, n_docs=60, batch_size=4, seed=0, seeds=[1])
+    band = xr.load_dataset(path.with_name("00_tour_seeds.nc"), engine="h5netcdf")
+    main = xr.load_dataset(path, engine="h5netcdf")
+    assert band.attrs["summarized_over"] == "seed" and set(band.stat.values) >= {"mean", "ci_low", "ci_high", "n"}
+    final = band.val_loss.dropna("step", how="all").isel(step=-1)
+    assert int(final.sel(stat="n")) == 2  # the main run (seed 0) and seed 1
+    assert float(final.sel(stat="ci_low")) < float(final.sel(stat="mean")) < float(final.sel(stat="ci_high"))
+    # the mean is over the two runs: the main run's own final value is one of them, not the mean
+    assert float(main.val_loss.dropna("step")[-1]) != pytest.approx(float(final.sel(stat="mean")))

@@ -17,7 +17,8 @@ def test_unlearning_notebook(run_notebook, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits it: one thread is faster on a shared CPU
     seeds = [0, 1]
     path = run_notebook("unlearning", n_entities=6, pretrain_steps=5, finetune_steps=20, unlearn_steps=3,
-                        probe_every=1, batch_size=4, relearn_examples=2, relearn_steps=2, seeds=seeds)
+                        probe_every=1, batch_size=4, relearn_examples=2, relearn_steps=2, seeds=seeds,
+                        sam_methods=["npo"], sam_seeds=seeds, forget_sets=2)
     ds = xr.open_dataset(path)
     assert set(ds.method.values) == {"target", "oracle", "ga", "ga+sam", "npo", "npo+sam"}
     prob = ds.forget_prob.to_series()
@@ -49,3 +50,15 @@ def test_unlearning_notebook(run_notebook, tmp_path, monkeypatch):
         pl = ds.final_privleak.sel(privacy_method=m).values
         assert float(row.summary_privleak) == pytest.approx(pl.mean())
         assert pl == pytest.approx((x - auc_oracle) / auc_oracle)  # privleak is the Min-K % AUC against the oracle's
+
+    # SAM vs plain against relearning: 2 forget sets × 2 seeds = 4 pairs, the finding is their paired difference
+    after = ds.sam_study_sam_prob_heldout_after.sel(sam_method="npo") - ds.sam_study_plain_prob_heldout_after.sel(
+        sam_method="npo")
+    assert after.sizes["pair"] == 4 and sorted(set(ds.forget_set.values.tolist())) == [0, 1]
+    assert float(ds.sam_mean_diff[0]) == pytest.approx(float(after.mean()))
+    assert int(ds.sam_n[0]) == 4 and int(ds.sam_agree[0]) == int((after < 0).sum())
+    half = stats.t.ppf(0.975, 3) * after.values.std(ddof=1) / 2
+    assert float(ds.sam_ci_high[0]) == pytest.approx(float(after.mean()) + half)
+    assert ds.sam_verdict[0].item() in {"reproduced", "opposite", "not settled"} and "npo+SAM" in ds.attrs["sam_findings"]
+    by_set = after.groupby(ds.forget_set).mean()  # the forget set as the unit: 2 set means
+    assert int(ds.sam_n[2]) == 2 and float(ds.sam_mean_diff[2]) == pytest.approx(float(by_set.mean()))

@@ -88,3 +88,41 @@ def test_real_runs_combine_over_seed(tiny_run, tmp_path):
     assert not np.allclose(ds.loss.sel(seed=0), ds.loss.sel(seed=1))  # different data order and init streams
     s = summarize(ds)
     assert np.all(s.loss.sel(stat="ci_low") <= s.loss.sel(stat="mean"))
+
+
+# ---------------------------------------------------------------- findings (appended by regevidence)
+def test_finding_verdicts_follow_the_interval_and_the_expected_direction():
+    from workbench.groups import finding
+
+    seeds = {"seed": [0, 1, 2, 3]}
+    a = xr.DataArray([2.0, 2.5, 1.5, 2.2], dims="seed", coords=seeds)
+    b = xr.DataArray([1.0, 1.0, 1.0, 1.0], dims="seed", coords=seeds)
+    up = finding("a above b", a, b)
+    assert (up["verdict"], up["agree"], up["n"]) == ("reproduced", 4, 4) and up["ci_low"] > 0
+    down = finding("a below b", a, b, expect="less")
+    assert (down["verdict"], down["agree"]) == ("opposite", 0)
+    noisy = xr.DataArray([3.0, -1.0, 2.0, -2.5], dims="seed", coords=seeds)
+    flat = finding("noise above 0", noisy, 0.0)
+    assert flat["verdict"] == "not settled" and flat["ci_low"] < 0 < flat["ci_high"] and flat["agree"] == 2
+    assert "NOT SETTLED" in flat["text"] and "2/4 seeds" in flat["text"]
+    one = finding("one pair", a.where(a.seed == 0), b)  # NaNs leave one pair
+    assert one["verdict"] == "too few runs" and one["n"] == 1
+    with pytest.raises(ConfigError, match="expect must be"):
+        finding("x", a, b, expect="bigger")
+
+
+def test_findings_dataset_and_ci_table():
+    from workbench.groups import ci_table, finding, findings_dataset
+
+    ds = xr.Dataset({"x": (("arm", "seed"), [[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]])},
+                    coords={"arm": ["a", "b"], "seed": [0, 1, 2]})
+    f = [finding("b above a", ds.x.sel(arm="b"), ds.x.sel(arm="a")), finding("a above 0", ds.x.sel(arm="a"), 0.0)]
+    out = findings_dataset(f)
+    # b − a = 4, 3, 2: clear of 0; a alone = 1, 2, 3: mean 2 but the 3-seed interval ±2.5 covers 0
+    assert out.sizes["finding"] == 2 and out.verdict.values.tolist() == ["reproduced", "not settled"]
+    assert float(out.mean_diff[0]) == pytest.approx(3.0) and int(out.agree[0]) == 3
+    table = ci_table(ds, over="seed")
+    half = 4.303 * 1.0 / np.sqrt(3)  # t(0.975, 2) · sd / √n for a: sd 1
+    assert table.loc["a", "x"] == f"2 ± {half:.2g}" and table.loc["b", "x"] == "5 ± 0"
+    with pytest.raises(ConfigError, match="at least one finding"):
+        findings_dataset([])

@@ -25,6 +25,13 @@ def failing_trial(config):
     return {"square": float(config["x"] ** 2), "offset": float(config["x"] + config["y"])}
 
 
+def seeded_trial(config):
+    """A module-level trial whose metric is a known function of the seed (NaN-free) and fails for seed 3."""
+    if config["seed"] == 3:
+        raise ValueError("seed 3 fails")
+    return {"loss": float(config["x"] + 0.5 * config["seed"] ** 2), "lr_seen": float(config["lr"])}
+
+
 def slow_square(config):
     time.sleep(0.05)
     return {"square": float(config["x"] ** 2)}
@@ -177,6 +184,31 @@ def test_serial_sweep_records_failures():
     assert ds.square.dims == ("x", "y") and ds.square.sel(x=3, y=10).item() == 9.0
     assert ds.status.sel(x=2).values.tolist() == ["error", "error"] and "x = 2" in str(ds.error.sel(x=2, y=0).values)
     assert np.isnan(ds.square.sel(x=2, y=0).item()) and ds.attrs["n_failed"] == 2
+
+
+def test_sweep_has_the_shape_of_combined_records_and_summarizes_the_same():
+    import json
+
+    import xarray as xr
+
+    from workbench.groups import combine, finding, summarize
+
+    ds = sweep({"x": [1.0, 2.0], "seed": [0, 1, 2, 3]}, fn=seeded_trial, fixed={"lr": 0.1}, backend="serial",
+               progress=False)
+    assert ds.loss.dims == ("x", "seed") and json.loads(ds.attrs["config"]) == {"lr": 0.1}
+    # the same numbers as records of runs, combined over their config key "seed"
+    records = [xr.Dataset({"loss": ((), float(1.0 + 0.5 * s**2))},
+                          attrs={"config": json.dumps({"seed": s, "x": 1.0, "lr": 0.1})}) for s in (0, 1, 2)]
+    combined = combine(records, over="seed")
+    assert json.loads(combined.attrs["config"]) == json.loads(ds.attrs["config"]) | {"x": 1.0}
+    s_sweep, s_comb = summarize(ds, over="seed"), summarize(combined, over="seed")
+    assert s_sweep.loss.dims == ("stat", "x")  # one summary per remaining grid point
+    for stat in ("mean", "sd", "ci_low", "ci_high", "n"):
+        assert float(s_sweep.loss.sel(x=1.0, stat=stat)) == pytest.approx(float(s_comb.loss.sel(stat=stat)))
+    assert float(s_sweep.loss.sel(x=2.0, stat="n")) == 3  # the failed seed 3 is NaN and left out
+    assert "status" not in s_sweep and "error" not in s_sweep  # text variables are not summarized
+    f = finding("x = 2 has the larger loss", ds.loss.sel(x=2.0), ds.loss.sel(x=1.0))
+    assert (f["agree"], f["n"], f["verdict"]) == (3, 3, "reproduced")  # a paired difference of exactly 1
 
 
 def test_sweep_on_a_real_dask_local_cluster():

@@ -296,6 +296,22 @@ def test_relearn_attack_reports_before_and_after(base, bench):
         relearn_attack(base, bench, n_examples=99)
 
 
+def test_forget_sets_are_disjoint_replicates_of_the_same_benchmark(base, bench):
+    frac = 0.2  # 10 entities: 2 per forget set, 5 disjoint sets
+    sets = [bench.with_forget_set(k, frac) for k in range(5)]
+    forget = [set(b.forget_ids(frac)) for b in sets]
+    assert forget[0] == set(bench.forget_ids(frac)) and all(len(f) == 8 for f in forget)
+    assert set().union(*forget) == set(bench.ids("all")) and sum(map(len, forget)) == len(bench.ids("all"))
+    for b, f in zip(sets, forget):  # every other trained fact is retained; the holdout is untouched
+        assert set(b.retain_ids(frac)) == set(bench.ids("all")) - f and b.holdout_ids() == bench.holdout_ids()
+    assert bench.forget_order == sets[0].forget_order  # the original is not changed
+    ds = relearn_attack(base, sets[3], forget_fraction=frac, n_examples=1, steps=1, rouge=False)
+    assert ds.attrs["forget_fraction"] == frac
+    for bad in (5, -1, 1.0, True):
+        with pytest.raises(ConfigError, match="forget set index"):
+            bench.with_forget_set(bad, frac)
+
+
 # --------------------------------------------------------------------------- bad input
 def test_bad_input_clear_errors_nothing_modified(base, bench):
     model = copy.deepcopy(base)

@@ -107,7 +107,11 @@ def sweep(grid: dict, fn: Callable | None = None, fixed: dict | None = None, bac
     Returns
     -------
     ``xr.Dataset`` with dims = grid keys; one variable per metric, plus ``status`` ("ok"/"error"),
-    ``error`` (message) and ``seconds``; ``attrs`` hold the fixed settings and the backend.
+    ``error`` (message) and ``seconds``; ``attrs`` hold the fixed settings (``fixed``, and as ``config`` like a
+    combined group), ``combined_over`` (the grid dims) and the backend. It has the shape of
+    :func:`workbench.groups.combine` over the grid keys: a grid with ``"seed"`` gives a ``seed`` dim, so
+    ``summarize(ds, over="seed")`` gives mean, sd, 95 % CI and n per remaining grid point (failed points,
+    NaN, are left out of ``n``).
     """
     if fn is None:
         from .trial import rich_lazy_trial as fn
@@ -241,7 +245,10 @@ def _assemble(grid, dims, points, results, fixed, backend, elapsed, fn_name) -> 
     ds["status"] = (dims, status.astype(str))
     ds["error"] = (dims, error.astype(str))
     ds["seconds"] = (dims, seconds)
-    ds.attrs.update(fixed=json.dumps(fixed, default=str), backend=backend, elapsed_s=float(elapsed), fn=fn_name,
+    # the attributes a combined group of records has (workbench.groups.combine): the settings every point shares
+    # as "config", the grid dims as what the points differ in — so summarize/ci_table/finding read sweeps as well
+    ds.attrs.update(fixed=json.dumps(fixed, default=str), config=json.dumps(fixed, sort_keys=True, default=str),
+                    combined_over=",".join(dims), backend=backend, elapsed_s=float(elapsed), fn=fn_name,
                     n_failed=int((status != "ok").sum()))
     return ds
 

@@ -34,6 +34,7 @@ True
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass
 
@@ -171,6 +172,29 @@ class FactsBenchmark:
         if n >= self.n_entities:
             raise ConfigError(f"forget_fraction={forget_fraction} forgets all {self.n_entities} entities: nothing is left to retain.")
         return self.forget_order[:n]
+
+    def with_forget_set(self, index: int, forget_fraction: float) -> "FactsBenchmark":
+        """The same benchmark whose forget split is the ``index``-th disjoint set of this size (0 = the usual one).
+
+        Forget set k is the entities ``forget_order[k·n:(k+1)·n]`` (n = the forget split's size). A model trained
+        on *all* facts (the target) can be asked to forget any of them, so an experiment replicates over forget
+        sets, not only over seeds. The copy's splits, ``forget_ids`` and relearning attacks use set k (its retain
+        split is every other trained entity); facts, names and the holdout are shared. An oracle retrained
+        without set 0 is not the oracle of set k: compare such runs with each other, not with that oracle.
+
+        >>> bench = FactsBenchmark(n_entities=20, seed=0)
+        >>> a, b = bench.forget_ids(0.10), bench.with_forget_set(1, 0.10).forget_ids(0.10)
+        >>> len(a) == len(b) == 8, set(a) & set(b)
+        (True, set())
+        """
+        n = len(self.forget_entities(forget_fraction))
+        sets = self.n_entities // n
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < sets:
+            raise ConfigError(f"forget set index must be an integer in [0, {sets - 1}] ({self.n_entities} entities hold "
+                              f"{sets} disjoint forget sets of {n} at forget_fraction={forget_fraction}), got {index!r}.")
+        other = copy.copy(self)
+        other.forget_order = self.forget_order[index * n:] + self.forget_order[:index * n]
+        return other
 
     def forget_ids(self, forget_fraction: float) -> list[int]:
         ents = set(self.forget_entities(forget_fraction))
