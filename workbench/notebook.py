@@ -97,7 +97,35 @@ def check_history(cells: list[str]) -> None:
             unknown = unknown_parameters(_assigned(cells[k]), declared)
             if unknown:
                 raise _error(unknown, declared, "this notebook")
+            wrong = strings_for_containers(cells[k], cells[k - 1] if k > 0 else "")
+            if wrong:
+                raise ConfigError(f"Notebook parameter(s) {wrong} are declared as lists or dicts but arrived as text: "
+                                  f"papermill's -p passes every value as a string. Pass them as YAML with -y, e.g. "
+                                  f"-y '{wrong[0]}: [0, 1, 2]'.")
             return
+
+
+def strings_for_containers(injected: str, parameters: str) -> list[str]:
+    """Names the parameters cell annotates ``list``/``dict``/``tuple`` that the injected cell sets to a string.
+
+    >>> strings_for_containers('seeds = "[0, 1]"', 'seeds: list = [0]\\nsteps: int = 5')
+    ['seeds']
+    >>> strings_for_containers('seeds = [0, 1]', 'seeds: list = [0]')
+    []
+    """
+    try:
+        declared, given = ast.parse(parameters).body, ast.parse(injected).body
+    except SyntaxError:
+        return []
+    containers = set()
+    for node in declared:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            ann = node.annotation.value if isinstance(node.annotation, ast.Subscript) else node.annotation
+            if isinstance(ann, ast.Name) and ann.id in ("list", "dict", "tuple"):
+                containers.add(node.target.id)
+    return [t.id for node in given if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name) and t.id in containers
+            and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)]
 
 
 def check_parameters() -> None:

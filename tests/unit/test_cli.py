@@ -42,6 +42,13 @@ def test_injected_cell_checked_against_the_parameters_cell():
         notebook.check_history(["", declared, "# Parameters\nmax_steps = 50\n", "check_parameters()"])
 
 
+def test_a_list_parameter_passed_as_text_is_refused_with_the_yaml_way():
+    declared = "seeds: list = [0, 1]\nsteps: int = 60"
+    notebook.check_history(["", declared, "# Parameters\nseeds = [0, 1, 2]\n", "check_parameters()"])  # -y: a list
+    with pytest.raises(ConfigError, match=r"\['seeds'\] are declared as lists.*-y 'seeds: \[0, 1, 2\]'"):
+        notebook.check_history(["", declared, "# Parameters\nseeds = \"[0, 1, 2]\"\n", "check_parameters()"])  # -p
+
+
 @pytest.mark.slow
 @pytest.mark.notebook
 def test_papermill_run_with_a_misspelled_parameter_stops_inside_the_kernel(tmp_path, monkeypatch):
