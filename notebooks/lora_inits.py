@@ -35,24 +35,24 @@
 # with per-seed sign counts against gaussian; then the loss after the shared budget, intruders against W0,
 # forgetting, and the preprocessing cost of each init.
 #
-# Time budget: at the defaults ≈ 8 CPU-minutes on 2 cores (5 inits × 3 seeds × 60 steps, base cached;
+# Time budget: at the defaults ≈ 5 CPU-minutes on 2 cores (5 inits × 3 seeds × 40 steps, base cached;
 # pre-training the llama base once adds ≈ 3 CPU-minutes).
 
 # %% tags=["parameters"]
 model: str = "llama-1m"  # preset pre-trained on `pretrain_corpus` (cached), or an HF model folder / hub id
-device: str = "auto"  # "auto" (CUDA if present), "cpu", "cuda"
+device: str = "auto"  # auto (CUDA if present), cpu, cuda
 seeds: list = [0, 1, 2]  # data order and adapter init; every finding is mean ± 95 % CI over these
-inits: list = ["gaussian", "pissa", "olora", "lora_ga", "lora_sb"]  # PEFT init names, or "lora_sb"; the first is the reference
+inits: list = ["gaussian", "pissa", "olora", "lora_ga", "lora_sb"]  # PEFT init names, or lora_sb; the first is the reference
 rank: int = 8  # LoRA rank of every run
 alpha: float = 16.0  # LoRA alpha (s = alpha / r)
 lr: float = 2e-3  # learning rate of every run
-max_steps: int = 60  # the shared budget: optimizer steps per run
+max_steps: int = 40  # the shared budget: optimizer steps per run
 batch_size: int = 16  # examples per step
 init_batches: int = 4  # batches seen by data-driven inits (LoRA-GA, LoRA-SB; CorDA/EVA if listed)
-eval_every: int = 5  # held-out losses measured every this many steps (the resolution of "steps to target")
+eval_every: int = 5  # held-out losses measured every this many steps (the resolution of steps to target)
 eval_batches: int = 2  # held-out batches per evaluation
-target_loss: float = 0.0  # early-loss target on held-out code; 0 = halfway from the step-0 loss to the reference init's final loss
-pretrain_corpus: str = "python_docs"  # the base's pre-training text; forgetting is its held-out loss
+target_loss: float = 0.0  # early-loss target on held-out code; 0 = halfway from the step-0 loss to the reference inits final loss
+pretrain_corpus: str = "python_docs"  # the bases pre-training text; forgetting is its held-out loss
 task_corpus: str = "python_code"  # the fine-tuning text
 pretrain_steps: int = 800  # pre-training steps of a preset base (cached per setting)
 pretrain_docs: int = 2000  # documents for pre-training on a generated corpus (the python corpora use all their text)
