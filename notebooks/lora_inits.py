@@ -54,7 +54,7 @@ eval_batches: int = 2  # held-out batches per evaluation
 target_loss: float = 0.0  # early-loss target on held-out code; 0 = halfway from the step-0 loss to the reference inits final loss
 pretrain_corpus: str = "python_docs"  # the bases pre-training text; forgetting is its held-out loss
 task_corpus: str = "python_code"  # the fine-tuning text
-pretrain_steps: int = 800  # pre-training steps of a preset base (cached per setting)
+pretrain_steps: int = 300  # pre-training steps of a preset base (cached per setting)
 pretrain_docs: int = 2000  # documents for pre-training on a generated corpus (the python corpora use all their text)
 interactive: bool = False  # True: show the compare-runs panel while training; False: blocking runs only
 results_path: str = "results/lora_inits.nc"  # xarray Dataset of all runs (run × step / matrix) + the summaries

@@ -56,7 +56,7 @@ eval_batches: int = 2  # held-out batches per evaluation
 target_loss: float = 0.0  # matched-loss target on held-out code; 0 = the loss every run reaches (largest of the runs best)
 pretrain_corpus: str = "python_docs"  # the bases pre-training text; forgetting is its held-out loss
 task_corpus: str = "python_code"  # the fine-tuning text
-pretrain_steps: int = 800  # pre-training steps of a preset base (cached per setting; see the curve below)
+pretrain_steps: int = 300  # pre-training steps of a preset base (cached per setting; see the curve below)
 pretrain_docs: int = 2000  # documents for pre-training on a generated corpus (the python corpora use all their text)
 intruder_k: int = 10  # top-k tuned singular vectors tested (paper: 10)
 target_modules: list = []  # module names adapted (and measured for full FT); empty = every attention and MLP projection
