@@ -44,15 +44,15 @@ device: str = "auto"  # auto (CUDA if present), cpu, cuda
 seeds: list = [0, 1, 2]  # data order and adapter init; every finding is mean ± 95 % CI over these
 inits: list = ["gaussian", "pissa", "olora", "lora_ga", "lora_sb"]  # PEFT init names, or lora_sb; the first is the reference
 rank: int = 8  # LoRA rank of every run
-alpha: float = 16.0  # LoRA alpha (s = alpha / r)
+alpha: float = 16.0  # LoRA alpha (s is alpha / r)
 lr: float = 2e-3  # learning rate of every run
 max_steps: int = 40  # the shared budget: optimizer steps per run
 batch_size: int = 16  # examples per step
 init_batches: int = 4  # batches seen by data-driven inits (LoRA-GA, LoRA-SB; CorDA/EVA if listed)
 eval_every: int = 5  # held-out losses measured every this many steps (the resolution of steps to target)
 eval_batches: int = 2  # held-out batches per evaluation
-target_loss: float = 0.0  # early-loss target on held-out code; 0 = halfway from the step-0 loss to the reference inits final loss
-pretrain_corpus: str = "python_docs"  # the bases pre-training text; forgetting is its held-out loss
+target_loss: float = 0.0  # early-loss target on held-out code; 0 means halfway from the step-0 loss to the final loss of the reference init
+pretrain_corpus: str = "python_docs"  # pre-training text of the base; forgetting is its held-out loss
 task_corpus: str = "python_code"  # the fine-tuning text
 pretrain_steps: int = 300  # pre-training steps of a preset base (cached per setting)
 pretrain_docs: int = 2000  # documents for pre-training on a generated corpus (the python corpora use all their text)

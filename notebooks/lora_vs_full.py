@@ -41,27 +41,27 @@
 
 # %% tags=["parameters"]
 model: str = "gpt2-1m"  # preset pre-trained on `pretrain_corpus` (cached), or an HF model folder / hub id
-wide_model: str = ""  # a second, wider preset (e.g. gpt2-wide, d=512) run with full FT and alpha=2r LoRA ( = none)
+wide_model: str = ""  # a second, wider preset (e.g. gpt2-wide, d 512) run with full FT and alpha 2r LoRA; empty: none
 device: str = "auto"  # auto (CUDA if present), cpu, cuda
 seeds: list = [0, 1, 2]  # data order and adapter init; every finding is mean ± 95 % CI over these
-ranks: list = [1, 64]  # LoRA ranks compared with full fine-tuning (the paper: r ≤ 8 vs r = 64)
-scalings: list = ["fixed", "2r", "rslora"]  # how alpha follows r: fixed alpha, alpha = 2r (paper), rsLoRA
-alpha: float = 16.0  # alpha of the fixed (s = alpha/r) and rslora (s = alpha/√r) scalings
+ranks: list = [1, 64]  # LoRA ranks compared with full fine-tuning (the paper: r ≤ 8 vs r 64)
+scalings: list = ["fixed", "2r", "rslora"]  # how alpha follows r: fixed alpha, alpha 2r (the paper), rsLoRA
+alpha: float = 16.0  # alpha of the fixed (s is alpha/r) and rslora (s is alpha/√r) scalings
 max_steps: int = 40  # fine-tuning steps per run (equal-steps comparison at the last one)
 batch_size: int = 16  # examples per step
 lr_full: float = 5e-4  # learning rate of full fine-tuning
-lr_lora: float = 1e-2  # learning rate of every LoRA run (best of 2e-3 / 1e-2 / 3e-2 for r=8, s=2 in an earlier 60-step sweep)
+lr_lora: float = 1e-2  # learning rate of every LoRA run (best of 2e-3 / 1e-2 / 3e-2 for r 8, s 2 in an earlier 60-step sweep)
 eval_every: int = 10  # task/forgetting losses and intruders measured every this many steps (matched-loss resolution)
 eval_batches: int = 2  # held-out batches per evaluation
-target_loss: float = 0.0  # matched-loss target on held-out code; 0 = the loss every run reaches (largest of the runs best)
-pretrain_corpus: str = "python_docs"  # the bases pre-training text; forgetting is its held-out loss
+target_loss: float = 0.0  # matched-loss target on held-out code; 0 means the loss every run reaches (the largest of the best losses of the runs)
+pretrain_corpus: str = "python_docs"  # pre-training text of the base; forgetting is its held-out loss
 task_corpus: str = "python_code"  # the fine-tuning text
 pretrain_steps: int = 300  # pre-training steps of a preset base (cached per setting; see the curve below)
 pretrain_docs: int = 2000  # documents for pre-training on a generated corpus (the python corpora use all their text)
 intruder_k: int = 10  # top-k tuned singular vectors tested (paper: 10)
-target_modules: list = []  # module names adapted (and measured for full FT); empty = every attention and MLP projection
-intruder_eps: float = 0.5  # intruder threshold on max |cos| with W0s singular vectors (paper: 0.5)
-mitigation_lams: list = [1.0, 0.5, 0.0]  # λ tried on seed 0s LoRA run with the most intruders ([] = skip)
+target_modules: list = []  # module names adapted (and measured for full FT); empty means every attention and MLP projection
+intruder_eps: float = 0.5  # intruder threshold on max |cos| with the singular vectors of W0 (paper: 0.5)
+mitigation_lams: list = [1.0, 0.5, 0.0]  # λ tried on the LoRA run of the first seed with the most intruders; empty: skip
 interactive: bool = False  # True: show the compare-runs panel while training; False: blocking runs only
 results_path: str = "results/lora_vs_full.nc"  # xarray Dataset of every run (run × step / matrix) + the summaries
 
