@@ -196,8 +196,8 @@ findings = "\n".join(lines)
 print(findings)
 
 # %%
-for name in summary.data_vars:  # mean ± CI per init: init_<metric> over (stat, init)
-    results[f"init_{name}"] = summary[name].rename(init_name="init")
+for name in summary.data_vars:  # mean ± CI per init: init_<metric> over (stat, lora_init)
+    results[f"init_{name}"] = summary[name].rename(init_name="lora_init")
 results.attrs.update(findings=findings, verdicts=json.dumps(verdicts), model=model, skipped=str(skipped),
                      seeds=json.dumps([int(s) for s in seeds]), pretrain_flattening=-1.0 if flat is None else flat,
                      seconds=round(time.perf_counter() - t_start, 1))

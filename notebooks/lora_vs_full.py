@@ -317,7 +317,7 @@ for name in summary.data_vars:  # mean ± CI per setting: setting_<metric> over 
     results[f"setting_{name}"] = summary[name].rename(setting="setting_name")
 if wide is not None:
     for name in ("final_intruders", "intruders_at_target", "forgetting_at_target", "target_step", "final_val_loss"):
-        results[f"wide_{name}"] = wide[name].rename(run="wide_run")
+        results[f"wide_{name}"] = wide[name].drop_vars(["setting", "seed"]).rename(run="wide_run")
 results.attrs.update(findings=findings, verdicts=json.dumps(verdicts), model=model, wide_model=wide_model,
                      seeds=json.dumps([int(s) for s in seeds]), pretrain_flattening=-1.0 if flat is None else flat,
                      seconds=round(time.perf_counter() - t_start, 1))

@@ -31,9 +31,9 @@ def test_lora_inits_tiny(run_notebook, tmp_path, monkeypatch):
         assert float(ds.steps_to_target.sel(run=run)) == expected, run
     # mean ± CI over the two seeds, per init
     x = ds.steps_to_target.sel(run=["lora_ga s0", "lora_ga s1"]).values
-    stats = ds.init_steps_to_target.sel(init="lora_ga")
+    stats = ds.init_steps_to_target.sel(lora_init="lora_ga")
     assert float(stats.sel(stat="mean")) == x.mean() and float(stats.sel(stat="n")) == 2
-    assert list(ds.init.values) == inits
+    assert list(ds.lora_init.values) == inits
     verdicts = json.loads(ds.attrs["verdicts"])
     assert set(verdicts) == {f"{n} {m}" for n in inits[1:] for m in ("steps_to_target", "final_val_loss")}
     assert set(verdicts.values()) <= {"reproduced", "opposite", "not settled"}
