@@ -122,13 +122,21 @@ def summary_table(ds: xr.Dataset):
 
 
 def common_target(ds: xr.Dataset, loss: str = "val_loss") -> float:
-    """The task loss every run reaches: the largest of the runs' lowest evaluated ``loss`` (NaN-free runs only)."""
+    """The task loss every improving run reaches: the largest of the runs' lowest ``loss`` after the first
+    evaluation, over the runs whose lowest value is below their first (a run that only got worse — diverged —
+    is left out and never reaches the target; otherwise the target would be the shared starting loss).
+    """
     if loss not in ds:
         raise ConfigError(f"The results have no {loss!r}; run the fine-tuning with eval_every > 0.")
-    best = ds[loss].min("step", skipna=True)
-    if not np.isfinite(best.values).any():
-        raise ConfigError(f"No run has a finite {loss!r}; check eval_every and the runs' losses.")
-    return float(best.max(skipna=True))
+    curves = ds[loss].dropna("step", how="all")
+    if curves.sizes.get("step", 0) < 2:
+        raise ConfigError(f"{loss!r} was evaluated at fewer than two steps; lower eval_every.")
+    start = curves.isel(step=0)
+    best = curves.isel(step=slice(1, None)).min("step", skipna=True)
+    improving = best < start
+    if not bool(improving.any()):
+        raise ConfigError(f"No run improved its {loss!r} below its first value; lower the learning rates or train longer.")
+    return float(best.where(improving).max(skipna=True))
 
 
 def at_target(ds: xr.Dataset, target: float, loss: str = "val_loss") -> xr.Dataset:
