@@ -35,7 +35,8 @@
 # with per-seed sign counts against gaussian; then the loss after the shared budget, intruders against W0,
 # forgetting, and the preprocessing cost of each init.
 #
-# Time budget: at the defaults ≈ 5 CPU-minutes on 2 cores (5 inits × 3 seeds × 40 steps, base cached;
+# Time budget: at the defaults 5 inits × 3 seeds × 40 steps — 45–260 s per run on the shared 2-core machine
+# under load average 11–17, about 45 min wall there, much less on an idle one (base cached;
 # pre-training the llama base once adds ≈ 3 CPU-minutes).
 
 # %% tags=["parameters"]

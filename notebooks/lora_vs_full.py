@@ -34,7 +34,8 @@
 # run's first evaluated step whose held-out code loss reaches a common target) as mean ± 95 % CI over
 # seeds with per-seed sign counts, and one line per finding says whether the paper's direction reproduced.
 #
-# Time budget: at the defaults ≈ 5 CPU-minutes on 2 cores (5 runs × 3 seeds × 40 steps, base cached;
+# Time budget: at the defaults 5 runs × 3 seeds × 40 steps — measured 44 min wall on the shared 2-core machine
+# under load average 11–17 (≈ 25–200 s per run), a fraction of that on an idle one (base cached;
 # pre-training the base once adds ≈ 3 CPU-minutes). `wide_model="gpt2-wide"` (2 layers × d = 512) adds
 # full FT and alpha = 2r LoRA runs at r/d down to 0.002 — the paper's range — at ≈ 5× the cost per run.
 # Pass `model` = a local model folder or a Hugging Face id and `device="cuda"` for a real model.
