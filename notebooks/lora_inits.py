@@ -144,7 +144,7 @@ else:  # halfway from the shared step-0 loss to where the reference init ends
     ref = results.where(results.init_name == reference, drop=True)
     start = float(ref.val_loss.dropna("step", how="all").isel(step=0).mean())
     target = 0.5 * (start + float(ref.final_val_loss.mean()))
-results = results.merge(at_target(results, target))
+results = results.assign({k: ("run", v.values) for k, v in at_target(results, target).data_vars.items()})
 results["steps_to_target"] = results.target_step.fillna(max_steps + eval_every)
 results.attrs["target_loss"] = target
 print(summary_table(results).round(3).to_string())

@@ -189,7 +189,7 @@ labels = [str(r) for r in results.run.values]
 results = results.assign_coords(setting=("run", [lab.rsplit(" s", 1)[0] for lab in labels]),
                                 seed=("run", [int(lab.rsplit(" s", 1)[1]) for lab in labels]))
 target = float(target_loss) if target_loss > 0 else common_target(results)
-results = results.merge(at_target(results, target))
+results = results.assign({k: ("run", v.values) for k, v in at_target(results, target).data_vars.items()})
 results.attrs["target_loss"] = target
 print(summary_table(results).round(3).to_string())
 print(f"matched-loss target: held-out {task_corpus} loss {target:.3f}")
@@ -268,7 +268,7 @@ if wide_model:
     wide = wide.assign_coords(setting=("run", [lab[len("wide "):].rsplit(" s", 1)[0] for lab in wlabels]),
                               seed=("run", [int(lab.rsplit(" s", 1)[1]) for lab in wlabels]))
     wide_target = float(target_loss) if target_loss > 0 else common_target(wide)
-    wide = wide.merge(at_target(wide, wide_target))
+    wide = wide.assign({k: ("run", v.values) for k, v in at_target(wide, wide_target).data_vars.items()})
     wgrid = by_seed(wide[["final_intruders", "intruders_at_target", "forgetting_at_target", "final_val_loss"]], by="setting")
     for r in low:
         name = wide_which[("2r", r)]

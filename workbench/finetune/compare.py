@@ -157,7 +157,7 @@ def at_target(ds: xr.Dataset, target: float, loss: str = "val_loss") -> xr.Datas
         raise ConfigError(f"The results have no {loss!r}; run the fine-tuning with eval_every > 0.")
     rows = {"target_step": [], "loss_at_target": [], "intruders_at_target": [], "forgetting_at_target": []}
     for run in ds.run.values:
-        curve = ds[loss].sel(run=run).dropna("step")
+        curve = ds[loss].sel(run=run).dropna("step").sortby("step")
         hit = curve.where(curve <= target, drop=True)
         if not hit.sizes.get("step", 0):
             for values in rows.values():
