@@ -257,3 +257,73 @@ def ci_table(ds: xr.Dataset, over: str = "seed", variables: Sequence[str] | None
     dim = rows[0]
     return pd.DataFrame({v: [cell(s[v].sel({dim: x})) for x in s[dim].values] for v in s.data_vars},
                         index=pd.Index(s[dim].values, name=dim))
+def by_seed(ds: xr.DataArray | xr.Dataset, by: str, over: str = "seed", dim: str = "run"):
+    """Runs stacked along ``dim`` (coords ``by`` and ``over`` on it) → dims ``(by, over)``: one entry per setting
+    and seed, ready for :func:`summarize` over ``over`` and :func:`sign_count` between two settings.
+
+    >>> import xarray as xr
+    >>> x = xr.DataArray([1.0, 2.0, 3.0, 5.0], dims="run", coords={"setting": ("run", ["a", "a", "b", "b"]),
+    ...                                                            "seed": ("run", [0, 1, 0, 1])})
+    >>> by_seed(x, by="setting").sel(setting="b").values.tolist()
+    [3.0, 5.0]
+    """
+    for key in (by, over):
+        if key not in ds.coords or ds[key].dims != (dim,):
+            raise ConfigError(f"by_seed needs a {key!r} coordinate along {dim!r}; add it with "
+                              f"results.assign_coords({key}=({dim!r}, [...])).")
+    keep = [c for c in ds.coords if dim in ds[c].dims and c not in (by, over, dim)]
+    return ds.drop_vars(keep + [dim], errors="ignore").set_index({dim: [by, over]}).unstack(dim)
+
+
+def mean_ci_text(values, digits: int = 2, signed: bool = False) -> str:
+    """``"12.30 ± 1.10 (n = 3)"``: the mean and the half-width of its 95 % t-interval over the finite ``values``
+    (an array, a list, or a one-dimensional DataArray); ``± –`` with one value.
+
+    >>> mean_ci_text([1.0, 2.0, 3.0])
+    '2.00 ± 2.48 (n = 3)'
+    """
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v)]
+    n = int(v.size)
+    if not n:
+        return "– (n = 0)"
+    fmt = f"{{:{'+' if signed else ''}.{digits}f}}"
+    half = float(_t_quantile(np.array(n - 1.0)) * v.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    return f"{fmt.format(v.mean())} ± {'–' if math.isnan(half) else f'{half:.{digits}f}'} (n = {n})"
+
+
+def direction(sc: dict, expected: str = "greater", share: float = 0.8) -> str:
+    """Verdict on a paired comparison from :func:`sign_count`: did ``a − b`` go the ``expected`` way
+    (``"greater"`` or ``"less"``)?
+
+    ``"reproduced"`` when at least ``share`` of the pairs go that way and the 95 % CI of the mean difference
+    excludes 0 on that side; ``"opposite"`` when the same holds the other way; else ``"not settled"``.
+
+    >>> direction({"greater": 5, "n": 5, "mean_diff": 2.0, "ci_low": 1.0, "ci_high": 3.0})
+    'reproduced'
+    >>> direction({"greater": 0, "n": 5, "mean_diff": -2.0, "ci_low": -3.0, "ci_high": -1.0})
+    'opposite'
+    """
+    if expected not in ("greater", "less"):
+        raise ConfigError(f"expected must be 'greater' or 'less', got {expected!r}.")
+    n = sc["n"]
+    if not n:
+        return "not settled"
+    up, down = sc["greater"] / n, (n - sc["greater"]) / n
+    low, high = sc.get("ci_low", math.nan), sc.get("ci_high", math.nan)
+    goes_up = up >= share and low > 0
+    goes_down = down >= share and high < 0
+    if expected == "greater":
+        return "reproduced" if goes_up else "opposite" if goes_down else "not settled"
+    return "reproduced" if goes_down else "opposite" if goes_up else "not settled"
+
+
+def sign_text(sc: dict, a: str, b: str, quantity: str, digits: int = 2) -> str:
+    """``"lora r=1 > full in intruders in 5/5 seeds (mean difference +12.00, 95 % CI [+8.00, +16.00])"``.
+
+    >>> sign_text({"greater": 2, "n": 3, "mean_diff": 0.5, "ci_low": -1.0, "ci_high": 2.0}, "A", "B", "loss")
+    'A > B in loss in 2/3 seeds (mean difference +0.50, 95 % CI [-1.00, +2.00])'
+    """
+    ci = ("–" if math.isnan(sc["ci_low"]) else f"[{sc['ci_low']:+.{digits}f}, {sc['ci_high']:+.{digits}f}]")
+    return (f"{a} > {b} in {quantity} in {sc['greater']}/{sc['n']} seeds (mean difference {sc['mean_diff']:+.{digits}f}, "
+            f"95 % CI {ci})")

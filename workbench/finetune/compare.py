@@ -12,8 +12,13 @@ What the lab's notebooks save and the compare-runs panel plots:
   the final numbers (``final_val_loss``, ``final_pretrain_loss``, ``forgetting`` = final − step-0
   ``pretrain_loss``, ``final_intruders``, ``mean_delta_effective_rank``).
 
+Runs that learn at different speeds are also compared **at matched task loss** (:func:`at_target`: each
+run's first evaluated step whose held-out task loss reaches a common target, and its intruders and
+forgetting there) — the protocol of "LoRA vs Full Fine-tuning: An Illusion of Equivalence".
+
 >>> ds = compare_runs([full, lora_r1, lora_r8])          # doctest: +SKIP
 >>> ds.final_intruders.to_series()                        # doctest: +SKIP
+>>> at_target(ds, common_target(ds)).intruders_at_target  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -114,3 +119,61 @@ def summary_table(ds: xr.Dataset):
                         "final_pretrain_loss", "forgetting", "final_intruders", "mean_delta_effective_rank")
             if c in ds]
     return ds[cols].to_dataframe()[cols]
+
+
+def common_target(ds: xr.Dataset, loss: str = "val_loss") -> float:
+    """The task loss every improving run reaches: the largest of the runs' lowest ``loss`` after the first
+    evaluation, over the runs whose lowest value is below their first (a run that only got worse — diverged —
+    is left out and never reaches the target; otherwise the target would be the shared starting loss).
+    """
+    if loss not in ds:
+        raise ConfigError(f"The results have no {loss!r}; run the fine-tuning with eval_every > 0.")
+    curves = ds[loss].dropna("step", how="all")
+    if curves.sizes.get("step", 0) < 2:
+        raise ConfigError(f"{loss!r} was evaluated at fewer than two steps; lower eval_every.")
+    start = curves.isel(step=0)
+    best = curves.isel(step=slice(1, None)).min("step", skipna=True)
+    improving = best < start
+    if not bool(improving.any()):
+        raise ConfigError(f"No run improved its {loss!r} below its first value; lower the learning rates or train longer.")
+    return float(best.where(improving).max(skipna=True))
+
+
+def at_target(ds: xr.Dataset, target: float, loss: str = "val_loss") -> xr.Dataset:
+    """Per run: the first evaluated step where ``loss`` ≤ ``target`` (``target_step``), and there the task loss
+    (``loss_at_target``), the summed intruders (``intruders_at_target``, from ``intruders_total`` at that step —
+    measure intruders at every eval step, ``intruders_every = eval_every``) and the forgetting
+    (``forgetting_at_target`` = ``pretrain_loss`` there − at step 0). NaN for a run that never reaches it.
+
+    >>> ds = xr.Dataset({"val_loss": (("run", "step"), [[5.0, 3.0, 2.0], [5.0, 4.0, 3.5]]),
+    ...                  "intruders_total": (("run", "step"), [[0.0, 4.0, 6.0], [0.0, 1.0, 2.0]]),
+    ...                  "pretrain_loss": (("run", "step"), [[2.0, 2.5, 3.0], [2.0, 2.1, 2.2]])},
+    ...                 coords={"run": ["a", "b"], "step": [0, 10, 20]})
+    >>> out = at_target(ds, 3.5)
+    >>> out.target_step.values.tolist(), out.intruders_at_target.values.tolist(), out.forgetting_at_target.values.tolist()
+    ([10.0, 20.0], [4.0, 2.0], [0.5, 0.2...])
+    """
+    if loss not in ds:
+        raise ConfigError(f"The results have no {loss!r}; run the fine-tuning with eval_every > 0.")
+    rows = {"target_step": [], "loss_at_target": [], "intruders_at_target": [], "forgetting_at_target": []}
+    for run in ds.run.values:
+        curve = ds[loss].sel(run=run).dropna("step").sortby("step")
+        hit = curve.where(curve <= target, drop=True)
+        if not hit.sizes.get("step", 0):
+            for values in rows.values():
+                values.append(np.nan)
+            continue
+        step = hit.step.values[0]
+        rows["target_step"].append(float(step))
+        rows["loss_at_target"].append(float(hit.isel(step=0)))
+        value = ds["intruders_total"].sel(run=run, step=step) if "intruders_total" in ds else np.nan
+        rows["intruders_at_target"].append(float(value))
+        if "pretrain_loss" in ds:
+            pl = ds.pretrain_loss.sel(run=run).dropna("step")
+            start = float(pl.isel(step=0)) if pl.sizes["step"] else np.nan
+            rows["forgetting_at_target"].append(float(pl.sel(step=step)) - start if step in pl.step else np.nan)
+        else:
+            rows["forgetting_at_target"].append(np.nan)
+    out = xr.Dataset({k: ("run", v) for k, v in rows.items()}, coords={"run": ds.run.values})
+    out.attrs["target_loss"] = float(target)
+    return out

@@ -1,14 +1,19 @@
-"""A pre-trained base model, offline: train a small causal LM on the built-in ``stories`` corpus once, cache it.
+"""A pre-trained base model, offline: train a small causal LM on a built-in corpus once, cache it.
 
 Fine-tuning experiments need a base that already knows *something*, so that forgetting can be
-measured. ``pretrained_base("gpt2-1m")`` trains the preset on ``stories`` with a plain
-:class:`workbench.Run` (a few minutes on 2 CPU cores at the defaults), saves it with
+measured. ``pretrained_base("gpt2-1m")`` trains the preset on ``stories`` (``corpus=`` any built-in text
+corpus, e.g. the real ``python_docs``) with a plain :class:`workbench.Run` (a few minutes on 2 CPU cores
+at the defaults), saves it with
 :func:`workbench.models.save` (atomic folder rename) under
 
     ``$WORKBENCH_CACHE/bases/<preset>-<hash of the settings>`` (default ``~/.cache/workbench/bases/…``)
 
 and on later calls loads that folder instead of training again. Anything that is not a preset — a
 local model folder or a Hugging Face hub id — is loaded with :func:`workbench.models.load` as is.
+
+The pre-training loss curve travels with the base (``workbench_origin["curve"]``: train loss and held-out
+loss at ten evenly spaced steps), so a notebook can show that the base was trained until its curve
+flattened — :func:`flattening` is the number it reports.
 
 >>> from workbench.finetune import pretrained_base
 >>> base = pretrained_base("gpt2-1m", steps=20)   # trains ~20 steps the first time, then cached  # doctest: +SKIP
@@ -65,9 +70,36 @@ def cache_path(preset: str, cache_dir: str | os.PathLike | None = None, **overri
 
 def pretrain_data(corpus: str = "stories", n_docs: int = 2000, block_size: int = 64, seed: int = 0,
                   vocab_size: int = 512, n_val_docs: int = 200):
-    """The pre-training dataset (the built-in corpus, shared tokenizer)."""
-    return data_mod.load(corpus, n_docs=n_docs, n_val_docs=n_val_docs, block_size=block_size, seed=seed,
-                         vocab_size=vocab_size)
+    """The pre-training dataset (the built-in corpus, shared tokenizer).
+
+    ``n_docs``/``n_val_docs`` apply to the generated corpora; the real ones (``python_docs``, ``python_code``)
+    always use all of their text (their own defaults), so ``n_docs`` is ignored for them.
+    """
+    options = dict(block_size=block_size, seed=seed, vocab_size=vocab_size)
+    accepted = data_mod.options_of(data_mod.DATASETS.get(corpus)) if corpus in data_mod.DATASETS else {}
+    if "n_docs" in accepted:
+        options.update(n_docs=n_docs, n_val_docs=n_val_docs)
+    return data_mod.load(corpus, **options)
+
+
+def flattening(origin: dict) -> float | None:
+    """How much the held-out pre-training loss still fell over the last 30 % of the steps, relative to the loss.
+
+    ``(loss at 70 % of training − final loss) / final loss`` from ``origin["curve"]`` (a base from
+    :func:`pretrained_base`); ``None`` for a base without a recorded curve. A few percent means the curve
+    has flattened (part of that is the cosine schedule's final annealing).
+
+    >>> flattening({"curve": {"step": [0, 70, 100], "val_loss": [9.0, 2.1, 2.0]}})
+    0.05
+    """
+    curve = (origin or {}).get("curve") or {}
+    steps, losses = curve.get("step") or [], curve.get("val_loss") or []
+    pairs = [(s, v) for s, v in zip(steps, losses) if v is not None and v == v]
+    if len(pairs) < 2:
+        return None
+    last_step, last = pairs[-1]
+    earlier = [v for s, v in pairs if s <= 0.7 * last_step]
+    return round((earlier[-1] - last) / last, 4) if earlier and last > 0 else None
 
 
 def pretrained_base(model: str = "gpt2-1m", cache_dir: str | os.PathLike | None = None, retrain: bool = False,
@@ -109,12 +141,19 @@ def _train(s: dict, device: str = "auto", progress: bool = False) -> nn.Module:
 
     ds = pretrain_data(s["corpus"], s["n_docs"], s["block_size"], s["seed"], s["vocab_size"])
     model = models.build(s["preset"], data=ds, seed=s["seed"])
+    every = max(1, s["steps"] // 10)  # ten held-out evaluations: the curve saved with the base
     run = Run(model, ds, lr=s["lr"], batch_size=s["batch_size"], max_steps=s["steps"], schedule="cosine",
-              warmup_steps=s["warmup_steps"], min_lr_ratio=0.1, seed=s["seed"], device=device, eval_every=0,
-              label=f"pretrain {s['preset']}")
+              warmup_steps=s["warmup_steps"], min_lr_ratio=0.1, seed=s["seed"], device=device, eval_every=every,
+              eval_batches=8, label=f"pretrain {s['preset']}")
     run.run(progress=progress)
     model = run.model.cpu()
+    rec = run.record
+    val = rec.val_loss.dropna("step") if "val_loss" in rec else None
+    curve = {"step": [int(x) for x in val.step.values] if val is not None else [],
+             "val_loss": [round(float(x), 4) for x in val.values] if val is not None else [],
+             "loss": [round(float(rec.loss.sel(step=int(x)).item()), 4) if int(x) in rec.step else None
+                      for x in (val.step.values if val is not None else [])]}
     # No "preset" key: a saved base must be rebuilt from its folder, not as a fresh random preset.
     model.workbench_origin = {"pretrained_from": model.workbench_origin, "pretrain": s, "final_loss": run.loss,
-                              "run_id": run.run_id}
+                              "run_id": run.run_id, "curve": curve}
     return model

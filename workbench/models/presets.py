@@ -5,6 +5,7 @@ preset                    params      shape
 ========================  ==========  ===============================================
 gpt2-1m                   ~0.9 M      4 layers, d=128, 4 heads, ctx 128
 gpt2-10m                  ~9.7 M      12 layers, d=256, 8 heads, ctx 256
+gpt2-wide                 ~6.6 M      2 layers, d=512, 8 heads, ctx 128 (wide and shallow: r/d as in LLMs)
 llama-1m                  ~0.9 M      4 layers, d=128, 4 heads, SwiGLU 344
 llama-10m                 ~9.6 M      12 layers, d=256, 8 heads, SwiGLU 688
 gpt2-small                ~124 M      GPT-2 small shape (12 × 768), vocab 50257 — benchmarks
@@ -61,6 +62,8 @@ def _llama(n_layer, hidden, heads, intermediate, ctx):
 
 PRESETS.register("gpt2-1m", _gpt2(4, 128, 4, 128), help="GPT-2-style, ~0.9M params", family="gpt2")
 PRESETS.register("gpt2-10m", _gpt2(12, 256, 8, 256), help="GPT-2-style, ~9.7M params", family="gpt2")
+PRESETS.register("gpt2-wide", _gpt2(2, 512, 8, 128), help="GPT-2-style, 2 layers × d=512, ~6.6M params: LoRA "
+                 "rank-to-width ratios r/d as small as on 768–4096-wide models", family="gpt2")
 PRESETS.register("llama-1m", _llama(4, 128, 4, 344, 128), help="Llama-style, ~0.9M params", family="llama")
 PRESETS.register("llama-10m", _llama(12, 256, 8, 688, 256), help="Llama-style, ~9.6M params", family="llama")
 PRESETS.register("gpt2-small", _gpt2(12, 768, 12, 1024), help="GPT-2 small shape (124M), for benchmarks", family="gpt2",
