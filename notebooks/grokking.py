@@ -40,7 +40,7 @@ init_scales: list = [1.0, 4.0]  # multipliers of the default init (every matrix,
 weight_decay: float = 1.0  # AdamW weight decay of the main conditions
 no_decay_control: bool = True  # also run the largest scale with weight decay 0
 lr: float = 3e-3  # AdamW learning rate
-steps: int = 4000  # full-batch steps per run (~17 ms each on one core at p = 47)
+steps: int = 4000  # full-batch steps per run (~17 ms each on one core at p 47)
 every: int = 100  # evaluate train/val accuracy and the distance from init every this many steps
 d_model: int = 64  # MLP: embedding d_model // 2 per operand, hidden layer 4 · d_model
 seeds: list = [0, 1, 2]  # one run per condition and seed (split and init); CIs are over these

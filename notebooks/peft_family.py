@@ -48,7 +48,7 @@ methods: list = ["full", "lora", "lora_fa", "adalora", "miss", "fourierft", "ver
 lora_rank: int = 4  # LoRA rank r; it sets the trainable-parameter budget every PEFT method is matched to
 lrs: dict = {"full": 5e-4, "lora": 1e-2, "lora_fa": 1e-2, "adalora": 1e-2, "miss": 1e-2, "fourierft": 5e-2,
              "vera": 1e-2}  # learning rate per method
-target_modules: list = []  # module names adapted (and measured for full FT); empty = every attention and MLP projection
+target_modules: list = []  # module names adapted (and measured for full FT); empty: every attention and MLP projection
 max_steps: int = 60  # fine-tuning steps per run (same data order for every method of a seed)
 batch_size: int = 8  # examples per step
 eval_every: int = 30  # task/forgetting losses, intruders and ΔW measured every this many steps

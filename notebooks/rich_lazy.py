@@ -38,7 +38,7 @@ seeds: list = [0, 1, 2, 3, 4]  # one run per condition and seed (init and data o
 steps: int = 300  # SGD steps per run
 lr: float = 0.003  # SGD learning rate (the authors')
 momentum: float = 0.9  # SGD momentum (the authors')
-grad_clip: float = 1.0  # clip the gradient norm (0 = off); the aligned init can otherwise blow up
+grad_clip: float = 1.0  # clip the gradient norm (0: off); the aligned init can otherwise blow up
 task: str = "two_afc"  # two_afc | delayed_match
 n_train: int = 512  # training trials
 n_probe: int = 32  # probe batch for kernel and representation alignment

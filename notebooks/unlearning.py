@@ -57,7 +57,7 @@ relearn_lr: float = 1e-3  # relearning attack: learning rate
 seed: int = 0  # seeds data order and the facts
 seeds: list = [0, 1, 2]  # privacy section: unlearning seeds (batch order, dropout) per method; CIs are over these
 privacy_methods: list = ["ga", "npo", "dpo"]  # privacy section: methods compared with the oracle
-sam_methods: list = ["ga", "npo"]  # SAM-vs-plain section: each unlearned plainly and with SAM (ρ = sam_rho)
+sam_methods: list = ["ga", "npo"]  # SAM-vs-plain section: each unlearned plainly and with SAM (ρ from sam_rho)
 sam_seeds: list = [0, 1, 2]  # SAM-vs-plain section: unlearning and attack seeds per forget set
 forget_sets: int = 3  # SAM-vs-plain section: disjoint forget sets of the target (forget_fraction each)
 interactive: bool = True  # True: show live views; False: blocking runs (papermill)
