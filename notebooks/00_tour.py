@@ -128,11 +128,11 @@ if not interactive:
 # difference over seeds, a sign count and a verdict from the CI).
 
 # %%
-if seeds:
+if seeds and run.running:  # interactive: waiting here would block the kernel (no Stop, no live plots)
+    print("The run above is still training: press Stop or let it finish, then re-run this cell.")
+elif seeds:
     from workbench import combine, summarize
 
-    if interactive:
-        run.wait()  # the main run is still training in the background: let it finish first
     group = [run] + [Run(model, ds, batch_size=batch_size, lr=lr, schedule=schedule, max_steps=steps, device=device,
                          seed=int(s), log_every=5, eval_every=max(1, steps // 4), label=f"tour s{s}")
                      for s in seeds if int(s) != seed]
